@@ -1,0 +1,1 @@
+"""Configs: plain Python modules with a get_config() that returns a dict."""

@@ -1,0 +1,1 @@
+"""lace_jax.models."""

@@ -1,0 +1,1 @@
+"""Torch-free, code-free converters for PyTorch-world weights."""

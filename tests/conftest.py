@@ -1,0 +1,32 @@
+"""Shared pytest fixtures: where the reference fixtures live."""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fixtures_dir() -> Path:
+    """`$LACE_JAX_FIXTURES`, else `../shared/fixtures` beside the checkout."""
+    env = os.environ.get("LACE_JAX_FIXTURES")
+    return Path(env) if env else REPO.parent / "shared" / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def fixtures() -> Path:
+    path = fixtures_dir()
+    if not path.is_dir():
+        raise FileNotFoundError(f"reference fixtures not found at {path} (set LACE_JAX_FIXTURES)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def lace_vectors(fixtures):
+    return dict(np.load(fixtures / "lace" / "vectors.npz"))
+
+
+@pytest.fixture(scope="session")
+def sampler_refs(fixtures):
+    return dict(np.load(fixtures / "lace" / "sampler_refs.npz"))
