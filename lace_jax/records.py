@@ -1,0 +1,65 @@
+"""Run records: environment facts and atomic JSON/NPZ writes, so no output is left half-written."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+
+def environment() -> dict:
+    """Versions and devices, for the JSON record of every run."""
+    import jax
+
+    import lace_jax
+
+    versions = {"python": sys.version.split()[0], "lace_jax": lace_jax.__version__, "jax": jax.__version__,
+                "numpy": np.__version__}
+    for name in ("jaxlib", "flax", "optax", "diffrax", "orbax.checkpoint"):
+        try:
+            module = __import__(name, fromlist=["__version__"])
+            versions[name] = getattr(module, "__version__", "?")
+        except ImportError:
+            pass
+    devices = jax.devices()
+    return {"versions": versions, "platform": platform.platform(), "backend": jax.default_backend(),
+            "devices": [str(d) for d in devices], "device_kind": devices[0].device_kind,
+            "cpu_count": os.cpu_count()}
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert numpy/jax scalars and arrays (and nested containers) to plain JSON types; NaN → None."""
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if hasattr(obj, "shape") and hasattr(obj, "dtype"):
+        arr = np.asarray(obj)
+        return to_jsonable(arr.tolist()) if arr.ndim else to_jsonable(arr.item())
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    if isinstance(obj, (np.generic,)):
+        return to_jsonable(obj.item())
+    return obj
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write JSON atomically (temp file + rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def write_npz(path: str | Path, **arrays: np.ndarray) -> Path:
+    """Write an .npz atomically (temp file + rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
+    tmp.replace(path)
+    return path
