@@ -1,0 +1,21 @@
+"""The image judge for the shapes world: a small CNN trained on fresh renders (CPU budget)."""
+
+
+def get_config() -> dict:
+    return {
+        "kind": "judge",
+        "seed": 0,
+        "resolution": 32,
+        "widths": [32, 64, 128],
+        "features": 128,
+        "batch_size": 128,
+        "steps": 2500,
+        "warmup": 200,
+        "lr": 1e-3,
+        "reg_weight": 10.0,
+        "log_every": 100,
+        "ckpt_every": 500,
+        "max_wall_s": 2400.0,
+        "eval_num": 5000,
+        "eval_seed": 777,
+    }

@@ -1,0 +1,126 @@
+"""StyleGAN2 discriminator (resnet architecture), sized for the small shapes model.
+
+Follows stylegan2-ada-pytorch's `Discriminator` semantics: equalised learning rate (weights ~ N(0, 1) scaled by
+1/√fan_in at run time), leaky ReLU (0.2) with gain √2, blocks of fromRGB (first block only) → conv3×3 →
+conv3×3 with FIR-filtered 2× downsampling, plus a 1×1 downsampled skip without bias, summed with gain √½;
+an epilogue at 4×4 with minibatch standard deviation (1 channel), conv3×3, a dense layer and a linear output.
+Images are NCHW in [−1, 1] at the boundary (the generator's convention), NHWC inside. Unconditional only.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+LRELU_GAIN = math.sqrt(2.0)
+FIR_121 = (1.0, 3.0, 3.0, 1.0)
+
+
+def fir_2d(x: jax.Array, taps: Sequence[float], pad: tuple[int, int], down: int = 1) -> jax.Array:
+    """Zero-pad NHWC `x` by `pad` (before, after) on H and W, filter with the normalised separable FIR `taps`
+    (sum 1 in 2-D), keep every `down`-th pixel: upfirdn2d(up=1) semantics for a symmetric filter."""
+    f = np.asarray(taps, np.float32)
+    f2 = np.outer(f, f)
+    f2 = f2 / f2.sum()
+    c = x.shape[-1]
+    kernel = jnp.asarray(np.tile(f2[:, :, None, None], (1, 1, 1, c)))      # HWIO, depthwise
+    return jax.lax.conv_general_dilated(x, kernel, (down, down), [pad, pad], feature_group_count=c,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _lrelu(x: jax.Array) -> jax.Array:
+    return jnp.where(x >= 0, x, 0.2 * x) * LRELU_GAIN
+
+
+class EqConv(nn.Module):
+    """Conv with equalised lr; `down=2` blurs with the [1,3,3,1] FIR filter then strides, as upstream."""
+    features: int
+    kernel: int
+    down: int = 1
+    bias: bool = True
+    act: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:          # NHWC
+        cin = x.shape[-1]
+        w = self.param("weight", nn.initializers.normal(1.0), (self.kernel, self.kernel, cin, self.features))
+        w = w * (1.0 / math.sqrt(cin * self.kernel * self.kernel))
+        pad = self.kernel // 2
+        if self.down == 2:
+            if self.kernel == 1:   # blur + decimate, then 1×1 conv
+                x = fir_2d(x, FIR_121, (1, 1), down=2)
+                y = jax.lax.conv_general_dilated(x, w, (1, 1), "VALID",
+                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            else:                  # blur with padding k//2 + 1, then strided conv
+                x = fir_2d(x, FIR_121, (pad + 1, pad + 1))
+                y = jax.lax.conv_general_dilated(x, w, (2, 2), "VALID",
+                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        else:
+            y = jax.lax.conv_general_dilated(x, w, (1, 1), [(pad, pad), (pad, pad)],
+                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        if self.bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+        return _lrelu(y) if self.act else y
+
+
+class EqDense(nn.Module):
+    """Dense layer with equalised learning rate."""
+    features: int
+    act: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        w = self.param("weight", nn.initializers.normal(1.0), (x.shape[-1], self.features))
+        y = x @ (w / math.sqrt(x.shape[-1])) + self.param("bias", nn.initializers.zeros, (self.features,))
+        return _lrelu(y) if self.act else y
+
+
+def minibatch_std(x: jax.Array, group_size: int = 4) -> jax.Array:
+    """Append one channel: the std over groups of `group_size` samples, averaged over features and pixels.
+
+    As upstream, sample i is grouped with samples i + k·(N/G) (reshape [G, N/G, ...]); N must divide by G.
+    """
+    n, h, w, c = x.shape
+    g = min(group_size, n)
+    if n % g:
+        raise ValueError(f"minibatch_std: batch size {n} is not a multiple of the group size {g}")
+    y = x.reshape(g, n // g, h, w, c)
+    y = y - y.mean(0)
+    y = jnp.sqrt(jnp.mean(jnp.square(y), 0) + 1e-8)          # [N/G, H, W, C]
+    y = y.mean(axis=(1, 2, 3))                                # [N/G]
+    y = jnp.tile(y, (g,))[:, None, None, None]               # sample i gets group i mod N/G
+    return jnp.concatenate([x, jnp.broadcast_to(y, (n, h, w, 1))], -1)
+
+
+class Discriminator(nn.Module):
+    """`__call__(images[B,3,R,R]) -> logits[B]`; `channels[i]` is the width at resolution R / 2^i (down to 4)."""
+    resolution: int = 32
+    channels: Sequence[int] = (64, 128, 128, 128)
+    mbstd_group: int = 4
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> jax.Array:
+        if images.ndim != 4 or images.shape[1] != 3 or images.shape[2:] != (self.resolution,) * 2:
+            raise ValueError(f"Discriminator({self.resolution}) expects NCHW images [B,3,{self.resolution},"
+                             f"{self.resolution}], got shape {images.shape}")
+        n_blocks = int(round(np.log2(self.resolution))) - 2
+        if len(self.channels) != n_blocks + 1:
+            raise ValueError(f"Discriminator: need {n_blocks + 1} channel widths for resolution "
+                             f"{self.resolution}, got {len(self.channels)}")
+        x = jnp.transpose(images, (0, 2, 3, 1))
+        x = EqConv(self.channels[0], 1, name="fromrgb")(x)
+        for i in range(n_blocks):
+            res = self.resolution >> i
+            cin, cout = self.channels[i], self.channels[i + 1]
+            skip = EqConv(cout, 1, down=2, bias=False, act=False, name=f"b{res}_skip")(x)
+            y = EqConv(cin, 3, name=f"b{res}_conv0")(x)
+            y = EqConv(cout, 3, down=2, name=f"b{res}_conv1")(y)
+            x = (skip + y) * math.sqrt(0.5)
+        x = minibatch_std(x, self.mbstd_group)
+        x = EqConv(self.channels[-1], 3, name="b4_conv")(x)
+        x = EqDense(self.channels[-1], name="b4_fc")(x.reshape(x.shape[0], -1))
+        return EqDense(1, act=False, name="b4_out")(x)[:, 0]

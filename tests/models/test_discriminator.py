@@ -1,0 +1,66 @@
+"""StyleGAN2 discriminator pieces: FIR downsampling, minibatch std, shapes and resolution checks."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lace_jax.models.discriminator import Discriminator, fir_2d, minibatch_std
+
+
+def _upfirdn_reference(x, taps, pad, down):
+    """Direct loops: zero-pad NHWC x, correlate with the normalised outer-product filter, decimate."""
+    f = np.outer(taps, taps)
+    f = f / f.sum()
+    xp = np.pad(x, ((0, 0), pad, pad, (0, 0)))
+    k = f.shape[0]
+    h = (xp.shape[1] - k) // down + 1
+    w = (xp.shape[2] - k) // down + 1
+    out = np.zeros((x.shape[0], h, w, x.shape[3]))
+    for i in range(h):
+        for j in range(w):
+            patch = xp[:, i * down:i * down + k, j * down:j * down + k, :]
+            out[:, i, j, :] = np.einsum("nhwc,hw->nc", patch, f)
+    return out
+
+
+@pytest.mark.parametrize("pad,down", [((1, 1), 2), ((2, 2), 1)])
+def test_fir_matches_direct_loops(pad, down):
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    got = np.asarray(fir_2d(jnp.asarray(x), (1, 3, 3, 1), pad, down))
+    np.testing.assert_allclose(got, _upfirdn_reference(x, np.array([1., 3, 3, 1]), pad, down), atol=1e-5)
+    if down == 2:
+        assert got.shape == (2, 4, 4, 3)
+
+
+def test_fir_preserves_constants_in_the_interior():
+    x = jnp.ones((1, 8, 8, 1))
+    got = np.asarray(fir_2d(x, (1, 3, 3, 1), (1, 1), 2))
+    np.testing.assert_allclose(got[0, 1:-1, 1:-1, 0], 1.0, atol=1e-6)
+    np.testing.assert_allclose(got[0, 0, 0, 0], (7 / 8) ** 2, atol=1e-6)   # corner sees 1/8 zero padding per axis
+
+
+def test_minibatch_std_closed_form():
+    x = np.random.default_rng(1).normal(size=(8, 4, 4, 3)).astype(np.float32)
+    out = np.asarray(minibatch_std(jnp.asarray(x), 4))
+    assert out.shape == (8, 4, 4, 4)
+    np.testing.assert_array_equal(out[..., :3], x)
+    groups = x.reshape(4, 2, 4, 4, 3)                         # sample n = g·2 + m is in group m
+    std = np.sqrt(groups.var(0) + 1e-8).mean(axis=(1, 2, 3))  # [2]
+    for n in range(8):
+        np.testing.assert_allclose(out[n, :, :, 3], std[n % 2], rtol=1e-5)
+    with pytest.raises(ValueError, match="multiple"):
+        minibatch_std(jnp.asarray(x[:6]), 4)
+
+
+def test_discriminator_shapes_and_scale():
+    d = Discriminator(resolution=32, channels=(16, 32, 32, 32))
+    x = jax.random.normal(jax.random.PRNGKey(0), (8, 3, 32, 32))
+    params = d.init(jax.random.PRNGKey(1), x)["params"]
+    out = d.apply({"params": params}, x)
+    assert out.shape == (8,)
+    assert np.all(np.isfinite(np.asarray(out))) and float(jnp.abs(out).max()) < 10.0   # equalised lr: O(1)
+    assert params["b32_skip"].keys() == {"weight"}                                       # skip has no bias
+    with pytest.raises(ValueError, match="NCHW"):
+        d.apply({"params": params}, jnp.zeros((8, 32, 32, 3)))
+    with pytest.raises(ValueError, match="channel widths"):
+        Discriminator(resolution=32, channels=(16, 32)).init(jax.random.PRNGKey(1), x)
