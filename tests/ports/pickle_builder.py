@@ -285,12 +285,15 @@ def _sys_info() -> dict:
 
 
 def torch_legacy_bytes(tree, *, magic: int = LEGACY_MAGIC, protocol_version: int = 1001,
-                       drop_storage_data: str | None = None, count_delta: int = 0) -> bytes:
-    """A legacy `torch.save` stream of `tree` (storages as persistent ids with `view_metadata=None`)."""
+                       drop_storage_data: str | None = None, count_delta: int = 0,
+                       omit_key: str | None = None) -> bytes:
+    """A legacy `torch.save` stream of `tree` (storages as persistent ids with `view_metadata=None`). The keyword
+    arguments break it on purpose: drop a storage's bytes, misstate its element count, or leave a key out of the
+    key list (and its bytes)."""
     em = Emitter(2, "legacy")
     main = em.dumps(tree)
     head = Emitter(2).dumps(magic) + Emitter(2).dumps(protocol_version) + Emitter(2).dumps(_sys_info())
-    keys = list(em.storages)
+    keys = [k for k in em.storages if k != omit_key]
     out = head + main + Emitter(2).dumps(keys)
     for key in keys:
         if key == drop_storage_data:
