@@ -125,7 +125,22 @@ def upfirdn2d(x: jax.Array, f: np.ndarray | None, *, up: int = 1, down: int = 1,
     f = f * np.float32(gain ** (f.ndim / 2))
     if not flip_filter:  # upstream convolves (flipped filter) unless flip_filter
         f = f[::-1] if f.ndim == 1 else f[::-1, ::-1]
-    return _fir_valid(x, np.ascontiguousarray(f), down)
+    return _fir_valid(x, _separate(np.ascontiguousarray(f)), down)
+
+
+def _separate(f: np.ndarray) -> np.ndarray:
+    """A rank-1 2-D filter → its 1-D taps (applied along H then W; half the multiply-adds, fewer ops to compile),
+    else `f` unchanged. Only exact outer products of one 1-D filter are separated (rounding ≤ 1 ulp per product)."""
+    if f.ndim != 2 or f.shape[0] != f.shape[1]:
+        return f
+    col = f.sum(axis=1, dtype=np.float64)
+    total = col.sum()
+    if total == 0:
+        return f
+    taps = col / np.sqrt(total) if total > 0 else None
+    if taps is None or not np.allclose(np.outer(taps, taps), f, rtol=1e-6, atol=0):
+        return f
+    return taps.astype(np.float32)
 
 
 def upsample2d(x: jax.Array, f: np.ndarray, *, up: int = 2, padding: Padding = 0, gain: float = 1.0) -> jax.Array:
