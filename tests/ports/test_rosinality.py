@@ -102,3 +102,17 @@ def test_errors(ros):
         rosinality.params_from_state_dict(sd, latent_avg=np.zeros(64), size=64)
     with pytest.raises(ValueError, match="latent_avg has shape"):
         rosinality.params_from_state_dict(sd, latent_avg=np.zeros(63))
+
+
+def test_checkpoint_pt(ros, fixtures):
+    """`checkpoint.pt` ({"g_ema", "latent_avg"}, a torch zip file) through the restricted reader: same variables as
+    the .npz path, latent_avg as w_avg, same images."""
+    cfg, v, vec, synth, _ = ros
+    loaded = rosinality.load(fixtures / "rosinality_small" / "checkpoint.pt")
+    assert loaded.config == cfg and loaded.skipped == () and loaded.notes == ("w_avg = checkpoint latent_avg",)
+    for a, b in zip(jax.tree_util.tree_leaves(loaded.variables), jax.tree_util.tree_leaves(v)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert jax.tree_util.tree_structure(loaded.variables) == jax.tree_util.tree_structure(v)
+    ws = S.mapping(loaded.config, loaded.variables, vec["z"], truncation_psi=0.7)
+    np.testing.assert_allclose(np.asarray(synth(loaded.variables, ws, noise_mode="const")), vec["img_z_trunc07"],
+                               **TOL)

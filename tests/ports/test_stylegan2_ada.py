@@ -137,3 +137,14 @@ def test_bad_shapes_and_keys(fixtures):
         stylegan2_ada.params_from_state_dict({**sd, "extra": np.zeros(3)}, kwargs)
     with pytest.raises(ValueError, match="unsupported key 'bogus'"):
         stylegan2_ada.params_from_state_dict(sd, {**kwargs, "synthesis_kwargs": {"bogus": 1}})
+
+
+def test_network_pickle_takes_g_ema(ada, fixtures):
+    """The `.pkl` branch: G_ema's init_kwargs + state dict give exactly the .npz variables; the rest is reported."""
+    cfg, v, _, _ = ada
+    loaded = stylegan2_ada.load(fixtures / "ada_cifar_small" / "network-snapshot.pkl")
+    assert loaded.config == cfg
+    assert set(loaded.skipped) == {"G", "D", "augment_pipe", "training_set_kwargs"}
+    assert jax.tree_util.tree_structure(loaded.variables) == jax.tree_util.tree_structure(v)
+    for a, b in zip(jax.tree_util.tree_leaves(loaded.variables), jax.tree_util.tree_leaves(v)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
