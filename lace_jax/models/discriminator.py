@@ -16,20 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lace_jax.models import ops
+
 LRELU_GAIN = math.sqrt(2.0)
 FIR_121 = (1.0, 3.0, 3.0, 1.0)
-
-
-def fir_2d(x: jax.Array, taps: Sequence[float], pad: tuple[int, int], down: int = 1) -> jax.Array:
-    """Zero-pad NHWC `x` by `pad` (before, after) on H and W, filter with the normalised separable FIR `taps`
-    (sum 1 in 2-D), keep every `down`-th pixel: upfirdn2d(up=1) semantics for a symmetric filter."""
-    f = np.asarray(taps, np.float32)
-    f2 = np.outer(f, f)
-    f2 = f2 / f2.sum()
-    c = x.shape[-1]
-    kernel = jnp.asarray(np.tile(f2[:, :, None, None], (1, 1, 1, c)))      # HWIO, depthwise
-    return jax.lax.conv_general_dilated(x, kernel, (down, down), [pad, pad], feature_group_count=c,
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
 def _lrelu(x: jax.Array) -> jax.Array:
@@ -37,7 +27,7 @@ def _lrelu(x: jax.Array) -> jax.Array:
 
 
 class EqConv(nn.Module):
-    """Conv with equalised lr; `down=2` blurs with the [1,3,3,1] FIR filter then strides, as upstream."""
+    """Conv with equalised lr; `down=2` uses `ops.conv2d_resample` (FIR [1,3,3,1] blur + stride), as upstream."""
     features: int
     kernel: int
     down: int = 1
@@ -49,19 +39,8 @@ class EqConv(nn.Module):
         cin = x.shape[-1]
         w = self.param("weight", nn.initializers.normal(1.0), (self.kernel, self.kernel, cin, self.features))
         w = w * (1.0 / math.sqrt(cin * self.kernel * self.kernel))
-        pad = self.kernel // 2
-        if self.down == 2:
-            if self.kernel == 1:   # blur + decimate, then 1×1 conv
-                x = fir_2d(x, FIR_121, (1, 1), down=2)
-                y = jax.lax.conv_general_dilated(x, w, (1, 1), "VALID",
-                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
-            else:                  # blur with padding k//2 + 1, then strided conv
-                x = fir_2d(x, FIR_121, (pad + 1, pad + 1))
-                y = jax.lax.conv_general_dilated(x, w, (2, 2), "VALID",
-                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        else:
-            y = jax.lax.conv_general_dilated(x, w, (1, 1), [(pad, pad), (pad, pad)],
-                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        f = ops.setup_filter(FIR_121) if self.down > 1 else None
+        y = ops.conv2d_resample(x, w, f, down=self.down, padding=self.kernel // 2)
         if self.bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,))
         return _lrelu(y) if self.act else y

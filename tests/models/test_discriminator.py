@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lace_jax.models.discriminator import Discriminator, fir_2d, minibatch_std
+from lace_jax.models.discriminator import Discriminator, EqConv, minibatch_std
 
 
 def _upfirdn_reference(x, taps, pad, down):
@@ -23,20 +23,38 @@ def _upfirdn_reference(x, taps, pad, down):
     return out
 
 
-@pytest.mark.parametrize("pad,down", [((1, 1), 2), ((2, 2), 1)])
-def test_fir_matches_direct_loops(pad, down):
-    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype(np.float32)
-    got = np.asarray(fir_2d(jnp.asarray(x), (1, 3, 3, 1), pad, down))
-    np.testing.assert_allclose(got, _upfirdn_reference(x, np.array([1., 3, 3, 1]), pad, down), atol=1e-5)
-    if down == 2:
-        assert got.shape == (2, 4, 4, 3)
+def _lrelu(x):
+    return np.where(x >= 0, x, 0.2 * x) * np.sqrt(2)
 
 
-def test_fir_preserves_constants_in_the_interior():
-    x = jnp.ones((1, 8, 8, 1))
-    got = np.asarray(fir_2d(x, (1, 3, 3, 1), (1, 1), 2))
-    np.testing.assert_allclose(got[0, 1:-1, 1:-1, 0], 1.0, atol=1e-6)
-    np.testing.assert_allclose(got[0, 0, 0, 0], (7 / 8) ** 2, atol=1e-6)   # corner sees 1/8 zero padding per axis
+@pytest.mark.parametrize("kernel", [3, 1])
+def test_downsampling_conv_matches_direct_loops(kernel):
+    """EqConv(down=2) = pad k//2 + 1, blur with [1,3,3,1]⊗[1,3,3,1]/64, then stride-2 conv (k=3), or blur+decimate
+    then 1×1 conv (k=1), with weights scaled by 1/√fan_in (stylegan2-ada conv2d_resample semantics)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 8, 8, 3)).astype(np.float32)
+    layer = EqConv(4, kernel, down=2, bias=False, act=False)
+    params = layer.init(jax.random.PRNGKey(0), jnp.asarray(x))["params"]
+    w = np.asarray(params["weight"]) / np.sqrt(3 * kernel * kernel)
+    got = np.asarray(layer.apply({"params": params}, jnp.asarray(x)))
+    if kernel == 3:
+        blurred = _upfirdn_reference(x, np.array([1., 3, 3, 1]), (2, 2), 1)          # [2, 9, 9, 3]
+        ref = np.zeros((2, 4, 4, 4))
+        for i in range(4):
+            for j in range(4):
+                ref[:, i, j] = np.einsum("nhwc,hwco->no", blurred[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3], w)
+    else:
+        ref = np.einsum("nhwc,co->nhwo", _upfirdn_reference(x, np.array([1., 3, 3, 1]), (1, 1), 2), w[0, 0])
+    assert got.shape == (2, 4, 4, 4)
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+def test_dense_conv_activation_gain():
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(1, 4, 4, 2)).astype(np.float32))
+    layer = EqConv(3, 1)
+    params = layer.init(jax.random.PRNGKey(2), x)["params"]
+    ref = _lrelu(np.einsum("nhwc,co->nhwo", np.asarray(x), np.asarray(params["weight"])[0, 0] / np.sqrt(2)))
+    np.testing.assert_allclose(np.asarray(layer.apply({"params": params}, x)), ref, atol=1e-5)
 
 
 def test_minibatch_std_closed_form():
