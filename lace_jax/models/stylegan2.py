@@ -96,8 +96,8 @@ class StyleGAN2Config:
             raise ValueError(f"StyleGAN2Config: architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         if self.variant not in VARIANTS:
             raise ValueError(f"StyleGAN2Config: variant must be one of {VARIANTS}, got {self.variant!r}")
-        if self.dtype not in ("float32", "bfloat16", "float16"):
-            raise ValueError(f"StyleGAN2Config: dtype must be 'float32', 'bfloat16' or 'float16', got {self.dtype!r}")
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"StyleGAN2Config: dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
         if self.mapping_layers < 1:
             raise ValueError(f"StyleGAN2Config: mapping_layers must be >= 1, got {self.mapping_layers}")
         if self.channels is not None:
@@ -504,9 +504,17 @@ def synthesis(config: StyleGAN2Config, variables: Mapping, ws: jax.Array, *, noi
 
 def generate(config: StyleGAN2Config, variables: Mapping, z: jax.Array, c: jax.Array | None = None, *,
              truncation_psi: float | jax.Array = 1.0, truncation_cutoff: int | None = None,
-             noise_mode: str = "const", key: jax.Array | None = None) -> jax.Array:
-    """G(z, c) → NCHW image: `synthesis(mapping(z, c, ψ, cutoff))`."""
+             noise_mode: str = "const", key: jax.Array | None = None, z2: jax.Array | None = None,
+             inject_index: int | jax.Array | None = None) -> jax.Array:
+    """G(z, c) → NCHW image: `synthesis(mapping(z, c, ψ, cutoff))`. With a second latent `z2` and `inject_index`
+    (style mixing, as rosinality's `g_ema([z, z2], inject_index=i)`): layers `< i` from z, the rest from z2, both
+    mapped and truncated the same way."""
     ws = mapping(config, variables, z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+    if z2 is not None:
+        if inject_index is None:
+            raise ValueError("generate: style mixing with z2 needs an explicit inject_index")
+        ws2 = mapping(config, variables, z2, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        ws = style_mix(ws, ws2, inject_index)
     return synthesis(config, variables, ws, noise_mode=noise_mode, key=key)
 
 

@@ -64,6 +64,8 @@ def test_style_mixing_inject3(ros):
     ws = S.style_mix(S.mapping(cfg, v, vec["z"]), S.mapping(cfg, v, vec["z2"]), 3)
     np.testing.assert_allclose(np.asarray(ws), vec["latent_mix_inject3"], **TOL)
     np.testing.assert_allclose(np.asarray(synth(v, ws, noise_mode="const")), vec["img_mix_inject3"], **TOL)
+    img = jax.jit(partial(S.generate, cfg, noise_mode="const"))(v, vec["z"], z2=vec["z2"], inject_index=3)
+    np.testing.assert_allclose(np.asarray(img), vec["img_mix_inject3"], **TOL)
     # traced index under jit gives the same latents
     mixed = jax.jit(S.style_mix)(S.mapping(cfg, v, vec["z"]), S.mapping(cfg, v, vec["z2"]), jnp.int32(3))
     np.testing.assert_array_equal(np.asarray(mixed), np.asarray(ws))
