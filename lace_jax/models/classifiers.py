@@ -1,0 +1,265 @@
+"""LACE's latent classifier (`DenseEmbedder`) in Flax, its state-dict converter, and pytree-callable latent maps.
+
+LACE classifies the latent `w = g(z)` of a StyleGAN2 with a small MLP written as 1×1 convolutions; on a vector
+that is a stack of dense layers. Hidden sizes are `linspace(input_dim, up_dim, depth).astype(int)` (e.g.
+64 → 53 → 42 → 32), each followed by LeakyReLU(0.2) (LACE's `norm=None`; no other norm is supported). The last
+layer is either
+
+* `linear` (CIFAR-10): one `[up_dim → num_classes]` layer, the output is the logits array, or
+* `heads` (FFHQ, AFHQ, MetFaces): one `[up_dim → sum(num_classes_list)]` layer whose output is split into one array
+  per attribute head (`num_classes_list = [2]`: a discrete attribute, `[1]`: a continuous one).
+
+Variable layout (`variables = {"params": ...}`, kernels `[in, out]` as `flax.linen.Dense`):
+
+    params/net_{l}/{kernel [d_l, d_{l+1}], bias [d_{l+1}]}    ← torch `net.{3l}.weight [d_{l+1}, d_l, 1, 1]`, `.bias`
+    params/linear/{kernel, bias}  or  params/heads/{kernel, bias}   ← `linear.*` / `heads.*` (`[K, up_dim]`)
+
+The energies of `lace_jax.energy` need classifiers and maps that are *pytrees* (weights as leaves, architecture
+static), so one jitted sampler serves every weight set: `LatentClassifier` and `MappingW` are such callables on a
+single latent `z[D]`.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping, Sequence
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from lace_jax.models import stylegan2
+
+LAYOUTS = ("linear", "heads")
+
+
+def dense_embedder_dims(input_dim: int, up_dim: int, depth: int = 4) -> tuple[int, ...]:
+    """LACE's hidden sizes: `np.linspace(input_dim, up_dim, depth).astype(int)` (input and output included)."""
+    if depth < 2:
+        raise ValueError(f"dense_embedder_dims: depth must be >= 2, got {depth}")
+    return tuple(int(d) for d in np.linspace(input_dim, up_dim, depth).astype(int))
+
+
+class DenseEmbedder(nn.Module):
+    """LACE `DenseEmbedder` (norm None): `x [..., dims[0]]` → logits `[..., num_classes]` (layout 'linear') or a
+    tuple of per-head arrays `[..., n_k]` (layout 'heads', `num_classes_list`). Exactly one of `num_classes` and
+    `num_classes_list` is set."""
+
+    dims: tuple[int, ...]
+    num_classes: int | None = None
+    num_classes_list: tuple[int, ...] | None = None
+    negative_slope: float = 0.2
+
+    @property
+    def layout(self) -> str:
+        return "heads" if self.num_classes_list is not None else "linear"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array | tuple[jax.Array, ...]:
+        if (self.num_classes is None) == (self.num_classes_list is None):
+            raise ValueError("DenseEmbedder: set exactly one of num_classes ('linear' layout) and "
+                             f"num_classes_list ('heads' layout); got {self.num_classes!r}, {self.num_classes_list!r}")
+        if len(self.dims) < 2:
+            raise ValueError(f"DenseEmbedder: dims needs input and output sizes, got {self.dims!r}")
+        if x.shape[-1] != self.dims[0]:
+            raise ValueError(f"DenseEmbedder: input has {x.shape[-1]} features (shape {x.shape}), "
+                             f"expected {self.dims[0]}")
+        hp = lax.Precision.HIGHEST
+        for l, out in enumerate(self.dims[1:]):
+            x = nn.Dense(int(out), precision=hp, name=f"net_{l}")(x)
+            x = nn.leaky_relu(x, self.negative_slope)
+        if self.num_classes_list is None:
+            return nn.Dense(int(self.num_classes), precision=hp, name="linear")(x)
+        sizes = tuple(int(n) for n in self.num_classes_list)
+        out = nn.Dense(sum(sizes), precision=hp, name="heads")(x)
+        splits = np.cumsum(sizes)[:-1].tolist()
+        return tuple(jnp.split(out, splits, axis=-1))
+
+    @classmethod
+    def from_lace(cls, input_dim: int, up_dim: int, depth: int = 4, num_classes: int | None = None,
+                  num_classes_list: Sequence[int] | None = None) -> "DenseEmbedder":
+        """The module LACE builds with `DenseEmbedder(input_dim, up_dim, depth, num_classes | num_classes_list)`."""
+        return cls(dims=dense_embedder_dims(input_dim, up_dim, depth), num_classes=num_classes,
+                   num_classes_list=None if num_classes_list is None else tuple(int(n) for n in num_classes_list))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# torch state dict → (config, variables)
+
+_NET_KEY = re.compile(r"^net\.(\d+)\.(weight|bias|[A-Za-z_]+)$")
+
+
+def dense_embedder_params_from_state_dict(
+        state_dict: Mapping[str, Any], num_classes_list: Sequence[int] | None = None) -> tuple[dict, dict]:
+    """A LACE `DenseEmbedder.state_dict()` (keys `net.{3l}.weight|bias`, `linear.*` or `heads.*`, with or without
+    the `f.` prefix of the training wrapper) → `(config, variables)` with `DenseEmbedder(**config)`.
+
+    Sizes and layout are read from the shapes. A `heads` layer holds `sum(num_classes_list)` outputs; the split
+    cannot be seen in the weights, so it defaults to one head (`[K]`) unless `num_classes_list` is given.
+    Missing, unexpected or misshapen keys raise ValueError naming the key."""
+    sd: dict[str, np.ndarray] = {}
+    for key, value in state_dict.items():
+        k = str(key)
+        k = k[2:] if k.startswith("f.") else k
+        if k in sd:
+            raise ValueError(f"DenseEmbedder state dict: key {key!r} appears both with and without the 'f.' prefix")
+        sd[k] = np.asarray(value)
+
+    params: dict[str, dict[str, np.ndarray]] = {}
+    dims: list[int] = []
+    used: set[str] = set()
+    l = 0
+    while f"net.{3 * l}.weight" in sd:
+        wk, bk = f"net.{3 * l}.weight", f"net.{3 * l}.bias"
+        w = sd[wk]
+        if w.ndim != 4 or w.shape[2:] != (1, 1):
+            raise ValueError(f"DenseEmbedder state dict: key {wk!r} has shape {tuple(w.shape)}, expected a 1x1 conv "
+                             "weight [out, in, 1, 1]")
+        out_dim, in_dim = int(w.shape[0]), int(w.shape[1])
+        if dims and in_dim != dims[-1]:
+            raise ValueError(f"DenseEmbedder state dict: key {wk!r} has {in_dim} input channels (shape "
+                             f"{tuple(w.shape)}), but the previous layer has {dims[-1]} outputs")
+        if bk not in sd:
+            raise ValueError(f"DenseEmbedder state dict: missing key {bk!r}")
+        b = sd[bk]
+        if tuple(b.shape) != (out_dim,):
+            raise ValueError(f"DenseEmbedder state dict: key {bk!r} has shape {tuple(b.shape)}, expected ({out_dim},)")
+        if not dims:
+            dims.append(in_dim)
+        dims.append(out_dim)
+        params[f"net_{l}"] = {"kernel": np.ascontiguousarray(w[:, :, 0, 0].T, dtype=np.float32),
+                              "bias": b.astype(np.float32)}
+        used.update((wk, bk))
+        l += 1
+    if not dims:
+        raise ValueError("DenseEmbedder state dict: missing key 'net.0.weight' (found keys "
+                         f"{sorted(sd)[:8]}{' ...' if len(sd) > 8 else ''})")
+
+    layouts = [name for name in LAYOUTS if f"{name}.weight" in sd]
+    if len(layouts) != 1:
+        raise ValueError("DenseEmbedder state dict: expected exactly one of the keys 'linear.weight' and "
+                         f"'heads.weight', found {[f'{n}.weight' for n in layouts] or 'neither'}")
+    layout = layouts[0]
+    wk, bk = f"{layout}.weight", f"{layout}.bias"
+    w = sd[wk]
+    if w.ndim != 2 or w.shape[1] != dims[-1]:
+        raise ValueError(f"DenseEmbedder state dict: key {wk!r} has shape {tuple(w.shape)}, expected [K, {dims[-1]}]")
+    k_out = int(w.shape[0])
+    if bk not in sd:
+        raise ValueError(f"DenseEmbedder state dict: missing key {bk!r}")
+    if tuple(sd[bk].shape) != (k_out,):
+        raise ValueError(f"DenseEmbedder state dict: key {bk!r} has shape {tuple(sd[bk].shape)}, expected ({k_out},)")
+    params[layout] = {"kernel": np.ascontiguousarray(w.T, dtype=np.float32), "bias": sd[bk].astype(np.float32)}
+    used.update((wk, bk))
+
+    for k in sorted(sd):
+        if k in used:
+            continue
+        m = _NET_KEY.match(k)
+        if m and int(m.group(1)) % 3 == 1:
+            raise ValueError(f"DenseEmbedder state dict: key {k!r} belongs to a norm layer; only norm=None "
+                             "DenseEmbedders are supported")
+        raise ValueError(f"DenseEmbedder state dict: unexpected key {k!r} (shape {tuple(sd[k].shape)})")
+
+    config: dict[str, Any] = {"dims": tuple(dims), "num_classes": None, "num_classes_list": None}
+    if layout == "linear":
+        if num_classes_list is not None:
+            raise ValueError("DenseEmbedder state dict: num_classes_list given, but the weights have a 'linear' "
+                             "(single-output) last layer")
+        config["num_classes"] = k_out
+    else:
+        ncl = (k_out,) if num_classes_list is None else tuple(int(n) for n in num_classes_list)
+        if sum(ncl) != k_out or min(ncl) < 1:
+            raise ValueError(f"DenseEmbedder state dict: num_classes_list {list(ncl)} does not split the {k_out} "
+                             f"outputs of 'heads.weight'")
+        config["num_classes_list"] = ncl
+    return config, {"params": params}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Pytree-callables on a single latent.
+
+@flax.struct.dataclass
+class LatentClassifier:
+    """`z[D]` → the DenseEmbedder's output on `g(z)` (`g` a pytree-callable such as `MappingW`, or None for the
+    identity). Weights are pytree leaves; the architecture is static. `head=None` returns every head (a tuple, or
+    the logits array for the 'linear' layout); `head=k` returns head k only."""
+
+    variables: Any
+    g: Any = None
+    dims: tuple[int, ...] = flax.struct.field(pytree_node=False, default=())
+    num_classes: int | None = flax.struct.field(pytree_node=False, default=None)
+    num_classes_list: tuple[int, ...] | None = flax.struct.field(pytree_node=False, default=None)
+    head: int | None = flax.struct.field(pytree_node=False, default=None)
+
+    @classmethod
+    def create(cls, config: Mapping[str, Any], variables: Any, g: Any = None,
+               head: int | None = None) -> "LatentClassifier":
+        ncl = config.get("num_classes_list")
+        return cls(variables=variables, g=g, dims=tuple(int(d) for d in config["dims"]),
+                   num_classes=config.get("num_classes"),
+                   num_classes_list=None if ncl is None else tuple(int(n) for n in ncl), head=head)
+
+    def module(self) -> DenseEmbedder:
+        return DenseEmbedder(dims=self.dims, num_classes=self.num_classes, num_classes_list=self.num_classes_list)
+
+    def select(self, head: int | None) -> "LatentClassifier":
+        """The same classifier returning only head `head`."""
+        n = 1 if self.num_classes_list is None else len(self.num_classes_list)
+        if head is not None and not 0 <= head < n:
+            raise ValueError(f"LatentClassifier.select: head {head} out of range, the classifier has {n} head(s)")
+        return self.replace(head=head)
+
+    def __call__(self, z: jax.Array) -> jax.Array | tuple[jax.Array, ...]:
+        x = z if self.g is None else self.g(z)
+        out = self.module().apply(self.variables, x)
+        if self.head is None:
+            return out
+        return out[self.head] if isinstance(out, tuple) else out
+
+
+@flax.struct.dataclass
+class MappingW:
+    """LACE's `z → w` on a single latent `z[z_dim]`: the StyleGAN2 mapping (no broadcast), truncated towards
+    `w_avg` with ψ (ada: lerp; rosinality: `tl + ψ(w − tl)`), with class conditioning `c[c_dim]` for conditional
+    generators (LACE CIFAR-10 passes zeros). `variables` needs only the mapping parts."""
+
+    variables: Any
+    c: Any = None
+    truncation_psi: Any = 1.0
+    config: stylegan2.StyleGAN2Config = flax.struct.field(pytree_node=False, default=None)
+
+    @classmethod
+    def create(cls, config: stylegan2.StyleGAN2Config, variables: Mapping, *, c: Any = None,
+               truncation_psi: float = 1.0) -> "MappingW":
+        sub = {col: {"mapping": tree["mapping"]} for col, tree in variables.items()
+               if col in ("params", "buffers") and "mapping" in tree}
+        if "params" not in sub:
+            raise ValueError(f"MappingW: variables have no params/mapping (collections {list(variables)})")
+        if config.c_dim > 0:
+            c = jnp.zeros((config.c_dim,), jnp.float32) if c is None else jnp.asarray(c, jnp.float32)
+            if c.shape != (config.c_dim,):
+                raise ValueError(f"MappingW: c must have shape [{config.c_dim}], got {c.shape}")
+        elif c is not None:
+            raise ValueError("MappingW: c given, but the generator is unconditional (c_dim = 0)")
+        return cls(variables=sub, c=c, truncation_psi=jnp.asarray(truncation_psi, jnp.float32), config=config)
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        if z.ndim != 1:
+            raise ValueError(f"MappingW: expects one latent z[{self.config.z_dim}], got shape {z.shape} "
+                             "(batch with jax.vmap)")
+        c = None if self.c is None else self.c[None]
+        return stylegan2.mapping_w(self.config, self.variables, z[None], c, truncation_psi=self.truncation_psi)[0]
+
+
+def dense_embedder_apply(config: Mapping[str, Any], variables: Any, x: jax.Array):
+    """Convenience: `DenseEmbedder(**config).apply(variables, x)`."""
+    ncl = config.get("num_classes_list")
+    return DenseEmbedder(dims=tuple(config["dims"]), num_classes=config.get("num_classes"),
+                         num_classes_list=None if ncl is None else tuple(ncl)).apply(variables, x)
+
+
+__all__ = ["DenseEmbedder", "dense_embedder_dims", "dense_embedder_params_from_state_dict", "dense_embedder_apply",
+           "LatentClassifier", "MappingW", "LAYOUTS"]
