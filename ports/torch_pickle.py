@@ -130,7 +130,10 @@ class PersistentObject:
         """All parameters and persistent buffers of this module and its submodules, named as torch's
         `state_dict()` names them (`prefix.name`, torch's order); None entries dropped."""
         out: dict[str, np.ndarray] = {}
-        self._collect(prefix, out, seen=set())
+        try:
+            self._collect(prefix, out, seen=set())
+        except RecursionError:
+            raise CorruptFileError(f"{self.class_name}: submodules nested too deeply") from None
         return out
 
     def _collect(self, prefix: str, out: dict, seen: set) -> None:
@@ -545,6 +548,8 @@ _ALLOWED = _allow()
 
 
 def _refuse(module: str, name: str, where: str) -> TorchFileError:
+    if not all(part.isidentifier() for part in f"{module}.{name}".split(".")):
+        module, name = repr(module), repr(name)   # odd bytes in the name: show them escaped
     if module == "dnnlib.tflib.network":
         return UnsupportedFormatError(f"refusing global {module}.{name}{where}: this is a TensorFlow-era StyleGAN "
                                       f"pickle, which this reader does not support (convert it to a stylegan2-ada-"
@@ -1006,11 +1011,15 @@ def _zip_persistent_loader(zf: zipfile.ZipFile, prefix: str, archive: str, swap:
         if entry not in names:
             raise MissingStorageError(f"storage {key!r} ({numel} x {dtype}) is missing from {archive}: no entry "
                                       f"{entry!r}{vm.where()}")
+        need = numel * dtype.itemsize
+        size = zf.getinfo(entry).file_size
+        if size > need + 4096:   # never inflate more than the storage can hold (compressed-entry bombs)
+            raise CorruptFileError(f"storage {key!r} in {archive} holds {size} bytes, {numel} x {dtype} need only "
+                                   f"{need}{vm.where()}")
         try:
             raw = zf.read(entry)
         except (zipfile.BadZipFile, OSError, EOFError) as e:
-            raise TruncatedFileError(f"cannot read {entry!r} from {archive}: {e}") from None
-        need = numel * dtype.itemsize
+            raise TruncatedFileError(f"cannot read {entry!r} from {archive} ({e}); truncated or corrupt file?") from None
         if len(raw) < need:
             raise TruncatedFileError(f"storage {key!r} in {archive} has {len(raw)} bytes, {numel} x {dtype} need "
                                      f"{need}{vm.where()}")
