@@ -198,3 +198,47 @@ def test_persistent_object_state_dict_rules():
     assert obj.init_kwargs == {"x": 1} and obj.module_name is None and obj.has_source
     assert list(obj.modules) == ["inner"] and obj.modules["inner"].class_name == "Inner"
     assert list(obj.modules["inner"].state_dict(prefix="p.")) == ["p.weight", "p.kept"]
+
+
+def test_legacy_storage_views():
+    """Legacy persistent ids with view metadata `(view_key, offset, size)`: tensors index into the view."""
+    import struct
+
+    base = np.arange(10, dtype=np.float32)
+    pid = pb.PersId(("storage", pb.Global("torch", "FloatStorage"), "root", "cpu", 10, ("v", 2, 4)))
+    rebuild = pb.Global("torch._utils", "_rebuild_tensor_v2")
+    tree = {"t": pb.Reduce(rebuild, (pid, 1, (3,), (1,), False, pb.ordered_dict())),
+            "whole": pb.Reduce(rebuild, (pb.PersId(("storage", pb.Global("torch", "FloatStorage"), "root", "cpu",
+                                                    10, None)), 0, (2, 5), (5, 1), False, pb.ordered_dict()))}
+    head = b"".join(pb.Emitter(2).dumps(x) for x in (pb.LEGACY_MAGIC, 1001, {"little_endian": True}))
+    data = head + pb.Emitter(2).dumps(tree) + pb.Emitter(2).dumps(["root"]) + struct.pack("<q", 10) + base.tobytes()
+    got = tp.loads(data)
+    np.testing.assert_array_equal(got["t"], [3, 4, 5])
+    np.testing.assert_array_equal(got["whole"], base.reshape(2, 5))
+    bad = dict(tree, t=pb.Reduce(rebuild, (pid, 2, (3,), (1,), False, pb.ordered_dict())))   # runs past the view
+    data = head + pb.Emitter(2).dumps(bad) + pb.Emitter(2).dumps(["root"]) + struct.pack("<q", 10) + base.tobytes()
+    with pytest.raises(tp.CorruptFileError, match=r"reaches element 4 of a storage with 4 elements"):
+        tp.loads(data)
+
+
+def test_untyped_storage_v3_and_rebuild_from_type():
+    """torch ≥ 2: `UntypedStorage` (bytes) + `_rebuild_tensor_v3(..., dtype)`, and `_rebuild_from_type_v2` for
+    tensors carrying Python attributes."""
+    x = np.array([[1.5, -2.0], [3.25, 4.0]], np.float32)
+    raw = pb.Storage(x.reshape(-1).view(np.uint8))
+    pid = pb.PersId(("storage", pb.Global("torch.storage", "UntypedStorage"), "0", "cpu", 16))
+    v3 = (pid, 0, (2, 2), (2, 1), False, pb.ordered_dict(), pb.Global("torch", "float32"))
+    tree = {"v3": pb.Reduce(pb.Global("torch._utils", "_rebuild_tensor_v3"), v3),
+            "typed": pb.Reduce(pb.Global("torch._tensor", "_rebuild_from_type_v2"),
+                               (pb.Global("torch._utils", "_rebuild_tensor_v3"), pb.Global("torch._tensor", "Tensor"),
+                                v3, {"note": 1}))}
+    em = pb.Emitter(2, "zip")
+    pkl = em.dumps(tree)
+    buf = io.BytesIO()
+    with tp.zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("m/data.pkl", pkl)
+        zf.writestr("m/data/0", raw.array.tobytes())
+    got = tp.loads(buf.getvalue())
+    for k in ("v3", "typed"):
+        assert got[k].dtype == np.float32
+        np.testing.assert_array_equal(got[k], x)
