@@ -9,7 +9,8 @@ allow-list below; every other global (`os.system`, `builtins.eval`, `subprocess.
 What comes back:
 * tensors and storages → `np.ndarray` (own memory, C-contiguous; storage offset, size and stride honoured; dtypes
   float16/32/64, bfloat16 (as `jax.numpy.bfloat16`), int8/16/32/64, uint8, bool, complex64/128);
-* `collections.OrderedDict` stays one, `dnnlib.util.EasyDict` becomes a plain `dict`, `torch.Size` a tuple,
+* `collections.OrderedDict` stays one, `dnnlib.util.EasyDict` and `argparse.Namespace` (rosinality's training
+  checkpoints store their command-line args) become plain `dict`s, `torch.Size` a tuple,
   `torch.device` a string, torch dtypes `np.dtype`s, numpy scalars numpy scalars, numpy arrays numpy arrays;
 * stylegan2-ada *persistent-class* objects (`torch_utils.persistence._reconstruct_persistent_obj(meta)`) become
   inert `PersistentObject` records: class name, version, the module's `state` (its `__dict__`), constructor kwargs,
@@ -294,6 +295,13 @@ def _h_easydict(args, ctx):
         raise CorruptFileError(f"dnnlib.util.EasyDict: {e}{ctx.where()}") from None
 
 
+def _h_namespace(args, ctx):
+    # rosinality's train.py saves its argparse.Namespace ("args"); NEWOBJ + BUILD(__dict__) → a plain dict
+    if args:
+        raise CorruptFileError(f"argparse.Namespace called with arguments{ctx.where()}")
+    return {}
+
+
 def _h_set(args, ctx, kind=set):
     _check_args(f"builtins.{kind.__name__}", args, 0, 1, ctx.where())
     try:
@@ -517,6 +525,7 @@ def _allow() -> dict[tuple[str, str], Any]:
         fn(mod, "bytearray", _h_bytearray)
         fn(mod, "complex", _h_complex)
     fn("_codecs", "encode", _h_codecs_encode)
+    fn("argparse", "Namespace", _h_namespace)
     fn("torch", "Size", _h_torch_size)
     fn("torch", "device", _h_torch_device)
     fn("torch._utils", "_rebuild_tensor", _h_rebuild_tensor)
@@ -702,7 +711,7 @@ class _VM:
         if kwargs:
             raise UnsafePickleError(f"refusing keyword arguments to {getattr(cls, 'qualname', cls)!r:.60}"
                                     f"{self.where()}")
-        if isinstance(cls, _Global) and cls.call in (_h_easydict, _h_ordered_dict, _h_set):
+        if isinstance(cls, _Global) and cls.call in (_h_easydict, _h_ordered_dict, _h_set, _h_namespace):
             return self.call(cls, ())  # cls.__new__(cls): an empty container, filled by SETITEMS/BUILD
         if isinstance(cls, _Global):
             raise UnsafePickleError(f"refusing to instantiate {cls.qualname}{self.where()}")

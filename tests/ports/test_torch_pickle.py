@@ -242,3 +242,21 @@ def test_untyped_storage_v3_and_rebuild_from_type():
     for k in ("v3", "typed"):
         assert got[k].dtype == np.float32
         np.testing.assert_array_equal(got[k], x)
+
+
+def test_rosinality_training_checkpoint_with_argparse_namespace(fixtures):
+    """rosinality's train.py saves `args` (an argparse.Namespace, NEWOBJ + BUILD) beside the state dicts."""
+    from ports import rosinality
+
+    with np.load(fixtures / "rosinality_small" / "state_dict.npz") as z:
+        sd = {k: z[k] for k in z.files}
+    args = pb.Build(pb.NewObj(pb.Global("argparse", "Namespace")), {"size": 32, "lr": 0.002, "path": "lmdb"})
+    tree = {"g": sd, "d": {"convs.0.0.weight": np.ones((4, 3, 1, 1), np.float32)}, "g_ema": sd,
+            "g_optim": {"state": {}, "param_groups": [{"lr": 0.002, "betas": (0.0, 0.99)}]}, "args": args,
+            "ada_aug_p": 0.0, "latent_avg": np.zeros(64, np.float32)}
+    data = tp.loads(pb.torch_zip_bytes(tree))
+    assert data["args"] == {"size": 32, "lr": 0.002, "path": "lmdb"}
+    assert data["g_optim"]["param_groups"][0]["betas"] == (0.0, 0.99)
+    _assert_same_state_dict(data["g_ema"], sd)
+    cfg, _ = rosinality.params_from_state_dict(data["g_ema"], latent_avg=data["latent_avg"])
+    assert cfg.img_resolution == 32
