@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import jax
+import jax.numpy  # noqa: F401  (jax.numpy.dtype resolves 'bfloat16')
 import numpy as np
 
 FORMAT = "lace_jax.checkpoint"
@@ -60,7 +61,7 @@ def _abstract_from_signature(sig: Mapping[str, Any]) -> dict:
         *head, last = path.split("/")
         for p in head:
             node = node.setdefault(p, {})
-        node[last] = jax.ShapeDtypeStruct(tuple(shape), np.dtype(dtype))
+        node[last] = jax.ShapeDtypeStruct(tuple(shape), jax.numpy.dtype(dtype))   # knows 'bfloat16' too
     return tree
 
 

@@ -69,8 +69,11 @@ def test_checkpoint_mismatch_is_a_clear_error(fixtures, tmp_path):
 
 def test_generic_kind_and_abstract_target(tmp_path):
     """A kind without a builder (e.g. the shipped default's judge) restores against its recorded tree."""
+    import jax.numpy as jnp
+
     v = {"params": {"dense": {"kernel": np.arange(6, dtype=np.float32).reshape(2, 3), "bias": np.zeros(3)}},
-         "batch_stats": {"mean": np.ones(3, np.float32)}}
+         "batch_stats": {"mean": np.ones(3, np.float32), "half": np.arange(4, dtype=np.float32).astype(jnp.bfloat16),
+                         "step": np.array(7, np.int32)}}
     checkpoint.save(tmp_path / "j", v, {"features": [3]}, "judge", extra={"note": "x"})
     kind, cfg, got = checkpoint.load(tmp_path / "j")
     assert kind == "judge" and cfg == {"features": [3]}
