@@ -574,9 +574,6 @@ def _refuse(module: str, name: str, where: str) -> TorchFileError:
 # --------------------------------------------------------------------------------------------------------------
 # The pickle virtual machine.
 
-_MARK = object()
-
-
 class _VM:
     """Interprets one pickle from `buf[start:]`; `run()` returns (value, end offset). Globals resolve only through
     `_ALLOWED`; persistent ids go to `persistent_load` (None: refused)."""
@@ -1028,7 +1025,8 @@ def _zip_persistent_loader(zf: zipfile.ZipFile, prefix: str, archive: str, swap:
         try:
             raw = zf.read(entry)
         except (zipfile.BadZipFile, OSError, EOFError) as e:
-            raise TruncatedFileError(f"cannot read {entry!r} from {archive} ({e}); truncated or corrupt file?") from None
+            raise TruncatedFileError(f"cannot read {entry!r} from {archive} ({e}); truncated or corrupt file?") \
+                from None
         if len(raw) < need:
             raise TruncatedFileError(f"storage {key!r} in {archive} has {len(raw)} bytes, {numel} x {dtype} need "
                                      f"{need}{vm.where()}")
