@@ -90,6 +90,20 @@ def test_conv2d_resample_up_is_transposed_conv_then_fir():
     np.testing.assert_allclose(np.asarray(got)[:, 2:-2, 2:-2], alt[:, 2:-2, 2:-2], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("k,s,pad,groups", [(3, 2, (2, 2), 1), (3, 2, (1, 2), 2), (1, 2, (0, 0), 1),
+                                          (4, 3, (3, 2), 1), (2, 3, (1, 1), 1)])
+def test_polyphase_equals_lhs_dilated_conv(k, s, pad, groups):
+    rng = np.random.default_rng(k * 10 + s)
+    x = jnp.asarray(rng.normal(size=(2, 5, 4, 4)).astype(np.float32))
+    w = jnp.asarray(rng.normal(size=(k, k, 4 // groups, 6)).astype(np.float32))
+    ref = jax.lax.conv_general_dilated(x, w, (1, 1), ((pad[0], pad[0]), (pad[1], pad[1])), lhs_dilation=(s, s),
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups,
+                                       precision="highest")
+    got = ops._conv_zero_inserted(x, w, s, pad, groups=groups, precision="highest")
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-5, atol=1e-5)
+
+
 def test_conv2d_resample_down_is_fir_then_strided_conv():
     """Upstream's down-path: FIR with padding 1 + 1 (conv padding + filter), then a stride-2 'valid' conv."""
     rng = np.random.default_rng(3)
