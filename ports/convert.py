@@ -155,8 +155,8 @@ def format_summary(s: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit code (0 ok, 2 bad input)."""
     parser = argparse.ArgumentParser(prog="python -m ports.convert", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--in", dest="inp", required=True, help="weights file (.pkl, .pt, .npz)")
-    parser.add_argument("--out", required=True, help="output checkpoint directory")
+    parser.add_argument("--in", dest="inp", metavar="FILE", required=True, help="weights file (.pkl, .pt, .npz)")
+    parser.add_argument("--out", metavar="DIR", required=True, help="output checkpoint directory")
     parser.add_argument("--kind", default="auto", choices=("auto",) + KINDS)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     args = parser.parse_args(argv)
