@@ -591,8 +591,11 @@ def parse(expr: str, attributes: Mapping[str, Attribute] | Sequence[Energy], *, 
     expression and a caret under the offending column."""
     if not isinstance(expr, str):
         raise TypeError(f"parse: expr must be a string, got {type(expr).__name__}")
-    if not isinstance(attributes, Mapping):
+    if isinstance(attributes, (list, tuple)):
         return parse_lace(expr, attributes)
+    if not isinstance(attributes, Mapping):
+        raise TypeError(f"parse: attributes must be a mapping name -> Attribute (or a list of energies for LACE's "
+                        f"digit syntax), got {type(attributes).__name__}")
     if _looks_like_lace(expr):
         raise _syntax_error(expr, 0, "this is LACE's digit syntax, which indexes a list of energies: call "
                                      "parse_lace(expr, energies) or parse(expr, [e0, e1, ...])")

@@ -486,3 +486,29 @@ def test_lace_conditional_and_sequential_closed_form():
 def test_parse_value_range_is_inclusive():
     np.testing.assert_allclose(_ev(E.parse("age=1", ATTRS)), _age(1.0), **TOL)
     np.testing.assert_allclose(_ev(E.parse("age=0.0", ATTRS)), _age(0.0), **TOL)
+
+
+def test_parse_rejects_other_attribute_containers():
+    with pytest.raises(TypeError, match="mapping name -> Attribute"):
+        E.parse("age=1", ATTRS["age"])
+
+
+@pytest.mark.slow
+def test_euler_replay_of_lace_vpode(sampler_refs):
+    """End-to-end check of the drift convention along a whole trajectory: torchdiffeq's fixed-grid Euler on LACE's
+    VPODE (`cifar_euler_step0.01`, 100 drift evaluations at the recorded times, t: 1 → 0) with our CIFAR energy."""
+    r = sampler_refs
+    run = "cifar_euler_step0.01"
+    ts = np.concatenate([r[f"{run}_t_evals"], np.zeros(1, np.float32)])
+    be = P.cifar_cond_energy_batch(r["cifar_y"])
+
+    @jax.jit
+    def solve(e, z0, ts):
+        def step(z, k):
+            drift = 0.5 * P.beta(ts[k]) * E.grad(e, z)
+            return z + (ts[k + 1] - ts[k]) * drift, None
+        return jax.lax.scan(step, z0, jnp.arange(len(ts) - 1))[0]
+
+    z = solve(be, jnp.asarray(r["cifar_z_init"]), jnp.asarray(ts))
+    assert int(r[f"{run}_nfe"]) == len(ts) - 1
+    np.testing.assert_allclose(np.asarray(z), r[f"{run}_z_final"], rtol=1e-4, atol=1e-4)
