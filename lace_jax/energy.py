@@ -40,7 +40,6 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.tree_util import Partial
 
 Energy = Callable[..., jax.Array]
