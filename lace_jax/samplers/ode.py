@@ -1,0 +1,188 @@
+"""LACE's VP probability-flow ODE in latent space, solved with Diffrax or a torchdiffeq-compatible Dopri5.
+
+    dz/dt = ½ β(t) ∇_z E_cond(z),   β(t) = β_min + t(β_max − β_min),   t: t_start (= 1) → t_end (0 or 1e-3)
+
+`energy` is the per-sample *conditional* energy (the prior's contribution cancels in LACE's ODE), or an
+`energy.BatchedEnergy` (per-sample targets). Integration runs in the solver frame s = −t (as torchdiffeq does for
+decreasing times), so s increases from −t_start to −t_end and the energy sees t = −s as float32.
+
+Batch modes:
+* ``joint`` — the whole batch is one state: one step size for all samples, the error norm is the RMS over the
+  batch (torchdiffeq's behaviour, LACE's numbers). Solver statistics are shared by every row.
+* ``independent`` — one adaptive solve per sample under `vmap` (each sample its own steps and result code).
+
+Solvers: ``dopri5``, ``tsit5`` (adaptive with `PIDController(rtol, atol)` unless a fixed step is given),
+``heun``, ``euler`` (fixed step: `step_size` or `num_steps`). A fixed-step grid is built as torchdiffeq's
+`step_size` grid: `s_k = s_0 + k·h` in float32, `ceil((s_1 − s_0)/h + 1)` points, the last one replaced by s_1
+(so a final partial step, e.g. 0.009 when t_end = 1e-3); `num_steps` gives an even float32 grid.
+``torchdiffeq_compat=True`` (dopri5 only, joint only) uses `_dopri5_compat`: torchdiffeq 0.2.5's controller step
+for step, including its initial step, its unclipped last step and the dense-output read-out at t_end; it
+reproduces LACE's reference NFE and z.
+
+Failures: a sample whose solve did not succeed (max_steps reached, NaN/inf in the state, any non-zero result
+code) has `success[i] = False` and its row of `z` is NaN — a failed solve is never returned as a sample. The
+unmasked end state is kept in `z_unchecked` for debugging.
+
+NFE: counted from the evaluation schedule (exact, checked by a test that counts calls): compat dopri5
+2 + 6·(accepted + rejected); Diffrax dopri5/tsit5 (FSAL) 1 + 6·steps (also when Diffrax picks the first step
+itself: counted, its selection adds no evaluation of the energy here); heun 2·steps; euler 1·steps.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple, Optional
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lace_jax.samplers import _dopri5_compat
+from lace_jax.samplers._common import check_batch, grad, split_for_vmap
+
+BETA_MIN, BETA_MAX = 0.1, 20.0
+SOLVERS = {"dopri5": diffrax.Dopri5, "tsit5": diffrax.Tsit5, "heun": diffrax.Heun, "euler": diffrax.Euler}
+_FSAL = {"dopri5", "tsit5"}
+_EVALS_PER_STEP = {"dopri5": 6, "tsit5": 6, "heun": 2, "euler": 1}
+BATCH_MODES = ("joint", "independent")
+RESULT_NONFINITE = _dopri5_compat.RESULT_NONFINITE
+
+
+class ODEResult(NamedTuple):
+    """PF-ODE result. Per-sample fields are `[B]`; in joint mode the solver statistics repeat on every row."""
+    z: jax.Array             # [B, D] z(t_end); NaN rows where success is False
+    success: jax.Array       # [B] bool
+    result: jax.Array        # [B] int32: Diffrax result code (0 successful, 1 max steps, …), 100 = non-finite
+    nfe: jax.Array           # [B] int32 drift evaluations (per sample; joint: of the whole batch)
+    num_accepted: jax.Array  # [B] int32
+    num_rejected: jax.Array  # [B] int32
+    z_unchecked: jax.Array   # [B, D] the end state without masking
+    t_evals: Optional[jax.Array] = None  # compat only: [2 + 6·max_steps] float32 evaluation times, NaN-padded
+
+
+def beta(t, beta_min: float = BETA_MIN, beta_max: float = BETA_MAX) -> jax.Array:
+    """β(t) = β_min + t(β_max − β_min) (LACE `VPODE`)."""
+    return beta_min + t * (beta_max - beta_min)
+
+
+def vp_drift(energy: Any, z: jax.Array, t, beta_min: float = BETA_MIN, beta_max: float = BETA_MAX) -> jax.Array:
+    """LACE's PF-ODE drift for a batch `z[B, D]` at time t: `½β(t)∇E_cond(z)`."""
+    return 0.5 * beta(t, beta_min, beta_max) * grad(energy, z)
+
+
+def fixed_grid(t_start: float, t_end: float, *, step_size: Optional[float] = None,
+               num_steps: Optional[int] = None) -> np.ndarray:
+    """The float32 solver-frame grid s = −t of a fixed-step solve (torchdiffeq's `step_size` grid, or an even
+    grid of `num_steps` steps)."""
+    s0, s1 = -np.float32(t_start), -np.float32(t_end)
+    if (step_size is None) == (num_steps is None):
+        raise ValueError("fixed_grid: give exactly one of step_size and num_steps")
+    if step_size is not None:
+        h = np.float32(step_size)
+        if not h > 0:
+            raise ValueError(f"step_size must be > 0, got {step_size}")
+        n = int(math.ceil(float(np.float32((s1 - s0) / h) + np.float32(1.0))))
+        grid = np.arange(n, dtype=np.float32) * h + s0
+    else:
+        if int(num_steps) < 1:
+            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        grid = np.linspace(s0, s1, int(num_steps) + 1, dtype=np.float32)
+    grid[-1] = s1
+    return grid
+
+
+def _vf_batch(s, z, args):
+    energy, bmin, bmax = args
+    t = -s
+    return -(0.5 * beta(t, bmin, bmax) * grad(energy, z))
+
+
+def _vf_single(s, z, args):
+    energy, bmin, bmax = args
+    t = -s
+    return -(0.5 * beta(t, bmin, bmax) * jax.grad(energy)(z))
+
+
+def _diffrax_solve(vf, y0, args, *, solver: str, s0: float, s1: float, grid, rtol, atol, dt0, max_steps):
+    term = diffrax.ODETerm(vf)
+    if grid is not None:
+        controller = diffrax.StepTo(ts=jnp.asarray(grid))
+        dt0_ = None
+    else:
+        controller = diffrax.PIDController(rtol=rtol, atol=atol)
+        dt0_ = dt0
+    sol = diffrax.diffeqsolve(term, SOLVERS[solver](), s0, s1, dt0_, y0, args=args,
+                              saveat=diffrax.SaveAt(t1=True), stepsize_controller=controller,
+                              max_steps=max_steps, throw=False)
+    steps = jnp.asarray(sol.stats["num_steps"], jnp.int32)
+    nfe = _EVALS_PER_STEP[solver] * steps
+    if solver in _FSAL:
+        nfe = nfe + 1
+    return (sol.ys[0], jnp.asarray(sol.result._value, jnp.int32), nfe,
+            jnp.asarray(sol.stats["num_accepted_steps"], jnp.int32),
+            jnp.asarray(sol.stats["num_rejected_steps"], jnp.int32))
+
+
+def sample_ode(energy: Any, z0: jax.Array, *, t_start: float = 1.0, t_end: float = 0.0, solver: str = "dopri5",
+               rtol: float = 1e-3, atol: float = 1e-3, step_size: Optional[float] = None,
+               num_steps: Optional[int] = None, dt0: Optional[float] = None, max_steps: int = 4096,
+               batch_mode: str = "joint", torchdiffeq_compat: bool = False, beta_min: float = BETA_MIN,
+               beta_max: float = BETA_MAX) -> ODEResult:
+    """Solve LACE's PF-ODE from `z0[B, D]` at t_start down to t_end (see the module docstring).
+    Static: t_start, t_end, solver, tolerances, step options, max_steps, batch_mode, compat flag. Traced: energy
+    (its leaves: weights, targets), z0 — so one jit serves new attribute values, weights and inputs."""
+    z0 = check_batch(z0)
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown ODE solver {solver!r}; expected one of {tuple(SOLVERS)}")
+    if batch_mode not in BATCH_MODES:
+        raise ValueError(f"unknown batch_mode {batch_mode!r}; expected one of {BATCH_MODES}")
+    if not float(t_start) > float(t_end):
+        raise ValueError(f"sample_ode integrates downwards: need t_start > t_end, got {t_start} and {t_end}")
+    fixed = step_size is not None or num_steps is not None
+    if solver in ("heun", "euler") and not fixed:
+        raise ValueError(f"solver {solver!r} is fixed-step here: give step_size or num_steps")
+    if int(max_steps) < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    b = z0.shape[0]
+    bmin, bmax = jnp.float32(beta_min), jnp.float32(beta_max)
+
+    if torchdiffeq_compat:
+        if solver != "dopri5" or fixed or batch_mode != "joint":
+            raise ValueError("torchdiffeq_compat reproduces torchdiffeq's adaptive dopri5 on the joint batch only "
+                             "(solver='dopri5', batch_mode='joint', no step_size/num_steps)")
+
+        def func(t, z, e):
+            return 0.5 * beta(t, bmin, bmax) * grad(e, z)
+
+        r = _dopri5_compat.dopri5_torchdiffeq(func, z0, float(t_start), float(t_end), energy, rtol=rtol,
+                                              atol=atol, max_steps=int(max_steps))
+        return _finish(r.z, jnp.full((b,), r.result), jnp.full((b,), r.nfe), jnp.full((b,), r.num_accepted),
+                       jnp.full((b,), r.num_rejected), t_evals=r.t_evals)
+
+    s0, s1 = -float(np.float32(t_start)), -float(np.float32(t_end))
+    grid = fixed_grid(t_start, t_end, step_size=step_size, num_steps=num_steps) if fixed else None
+    if grid is not None and len(grid) - 1 > int(max_steps):
+        raise ValueError(f"fixed grid has {len(grid) - 1} steps > max_steps={max_steps}")
+    kw = dict(solver=solver, s0=s0, s1=s1, grid=grid, rtol=rtol, atol=atol, dt0=dt0, max_steps=int(max_steps))
+
+    if batch_mode == "joint":
+        z, res, nfe, acc, rej = _diffrax_solve(_vf_batch, z0, (energy, bmin, bmax), **kw)
+        full = lambda x: jnp.full((b,), x)
+        return _finish(z, full(res), full(nfe), full(acc), full(rej))
+
+    tree, axes = split_for_vmap(energy)
+
+    def one(e, z):
+        return _diffrax_solve(_vf_single, z, (e, bmin, bmax), **kw)
+
+    z, res, nfe, acc, rej = jax.vmap(one, in_axes=(axes, 0))(tree, z0)
+    return _finish(z, res, nfe, acc, rej)
+
+
+def _finish(z, result, nfe, acc, rej, t_evals=None) -> ODEResult:
+    finite = jnp.all(jnp.isfinite(z), axis=-1)
+    result = jnp.where((result == 0) & ~finite, RESULT_NONFINITE, result).astype(jnp.int32)
+    success = result == 0
+    z_masked = jnp.where(success[:, None], z, jnp.nan)
+    return ODEResult(z_masked, success, result, nfe.astype(jnp.int32), acc.astype(jnp.int32),
+                     rej.astype(jnp.int32), z, t_evals)
