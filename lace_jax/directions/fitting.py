@@ -158,12 +158,14 @@ def _softplus_inv(x):
     return jnp.log(jnp.expm1(x))
 
 
-def _fit_monotone(z0, z, delta, w, init_u, init_slope, knots, h, smoothness, learning_rate, steps):
+def _fit_monotone(z0, z, delta, w, init_u, init_slope, knots, h, smoothness, direction_penalty, learning_rate,
+                  steps, fit_direction):
     opt = optax.adam(learning_rate)
     params = {"v": init_u, "rho": jnp.full(knots.shape, _softplus_inv(jnp.maximum(init_slope, 1e-4)))}
 
     def build(p):
-        u = p["v"] / jnp.linalg.norm(p["v"])
+        v = p["v"] if fit_direction else jax.lax.stop_gradient(p["v"])
+        u = v / jnp.linalg.norm(v)
         return Direction(u, knots, h, jax.nn.softplus(p["rho"]), jnp.zeros((), z0.dtype))
 
     def residual(p):
@@ -172,7 +174,9 @@ def _fit_monotone(z0, z, delta, w, init_u, init_slope, knots, h, smoothness, lea
 
     def objective(p):
         theta = jax.nn.softplus(p["rho"])
-        return jnp.sum(w * residual(p) ** 2) + smoothness * jnp.mean(jnp.diff(theta) ** 2)
+        u = p["v"] / jnp.linalg.norm(p["v"])
+        return (jnp.sum(w * residual(p) ** 2) + smoothness * jnp.mean(jnp.diff(theta) ** 2)
+                + direction_penalty * jnp.sum((u - init_u) ** 2))
 
     def step(carry, _):
         p, state = carry
@@ -184,16 +188,21 @@ def _fit_monotone(z0, z, delta, w, init_u, init_slope, knots, h, smoothness, lea
     return MonotoneFit(build(params), losses, jnp.sqrt(jnp.sum(w * residual(params) ** 2)))
 
 
-_fit_monotone_jit = jax.jit(_fit_monotone, static_argnames=("steps",))
+_fit_monotone_jit = jax.jit(_fit_monotone, static_argnames=("steps", "fit_direction"))
 
 
 def fit_monotone(z0: Array, z: Array, delta: Array, weights: Optional[Array] = None, *, num_knots: int = 33,
-                 radius: float = 4.0, smoothness: float = 1e-3, learning_rate: float = 1e-2,
-                 steps: int = 2000) -> MonotoneFit:
+                 radius: float = 4.0, smoothness: float = 1e-3, direction_penalty: float = 1e-3,
+                 fit_direction: bool = True, learning_rate: float = 1e-2, steps: int = 2000) -> MonotoneFit:
     """Fit ``δ ≈ g(⟨z, u⟩) − g(⟨z0, u⟩)`` with monotone piecewise-linear ``g`` (see the module doc).
 
     Starts from ``fit_linear`` (so ``u`` points where the amount grows); ``weights`` (e.g. the
     ``trajectories.error_filter`` mask) weight the pairs; full-batch Adam for ``steps`` steps, jitted.
+    ``direction_penalty · ‖u − u_0‖²`` (u_0 the moment direction) stops ``u`` from tilting into latent
+    coordinates that only soak up noise when there are few pairs (with 48 pairs in 16-D and no penalty, the
+    cosine to the true direction fell from 0.999 to 0.91 while ``g`` steepened to compensate); the data term is a
+    weighted mean of squared residuals (δ in the transform's units), so the default 1e-3 only lets ``u`` move
+    for a clear gain. ``fit_direction=False`` keeps ``u = u_0`` and fits ``g`` alone.
     """
     z0, z, delta = _check_pairs(z0, z, delta, "fit_monotone")
     if num_knots < 2 or radius <= 0:
@@ -204,5 +213,6 @@ def fit_monotone(z0: Array, z: Array, delta: Array, weights: Optional[Array] = N
     knots = jnp.linspace(-radius, radius, num_knots).astype(z0.dtype)
     h = jnp.asarray(radius / (num_knots - 1), z0.dtype)
     return _fit_monotone_jit(z0, z, delta, _weights(delta, weights), u, jnp.abs(slope), knots, h,
-                             jnp.asarray(smoothness, z0.dtype), jnp.asarray(learning_rate, jnp.float32),
-                             steps=int(steps))
+                             jnp.asarray(smoothness, z0.dtype), jnp.asarray(direction_penalty, z0.dtype),
+                             jnp.asarray(learning_rate, jnp.float32), steps=int(steps),
+                             fit_direction=bool(fit_direction))
