@@ -212,8 +212,9 @@ class SynthesisLayer(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, w: jax.Array, noise_mode: str = "const", key: jax.Array | None = None,
+    def __call__(self, x: jax.Array, w: jax.Array, noise_mode: str = "const", random_noise: jax.Array | None = None,
                  gain: float = 1.0) -> jax.Array:
+        """`random_noise`: the N(0, 1) image [B, R, R, 1] used in noise_mode 'random' (scaled by noise_strength)."""
         cin = x.shape[-1]
         k = self.kernel_size
         if x.shape[1] != self.resolution // self.up:
@@ -228,9 +229,11 @@ class SynthesisLayer(nn.Module):
                                         lambda: jax.random.normal(self.make_rng("params"), (res, res), jnp.float32))
             strength = self.param("noise_strength", nn.initializers.zeros, (), jnp.float32)
             if noise_mode == "random":
-                if key is None:
-                    raise ValueError("noise_mode='random' needs an explicit PRNG key")
-                noise = jax.random.normal(key, (x.shape[0], res, res, 1), jnp.float32) * strength
+                if random_noise is None or random_noise.shape != (x.shape[0], res, res, 1):
+                    raise ValueError(f"SynthesisLayer {self.name}: noise_mode='random' needs random_noise of shape "
+                                     f"{(x.shape[0], res, res, 1)}, got "
+                                     f"{None if random_noise is None else random_noise.shape}")
+                noise = random_noise.astype(jnp.float32) * strength
             elif noise_mode == "const":
                 noise = (noise_const.value * strength)[None, :, :, None]
         bias = self.param("bias", nn.initializers.zeros, (self.out_channels,), jnp.float32)
@@ -288,7 +291,8 @@ class SynthesisBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array | None, img: jax.Array | None, ws: jax.Array, noise_mode: str,
-                 key: jax.Array | None) -> tuple[jax.Array, jax.Array | None]:
+                 noises: Sequence[jax.Array | None]) -> tuple[jax.Array, jax.Array | None]:
+        """`noises`: this block's random-noise images (one per conv layer, or Nones)."""
         cfg = self.config
         res = self.resolution
         ch = cfg.channels_dict
@@ -298,28 +302,23 @@ class SynthesisBlock(nn.Module):
         arch = cfg.architecture
         layer = dict(use_noise=cfg.use_noise, activation=cfg.activation, conv_clamp=cfg.conv_clamp,
                      resample_filter=cfg.resample_filter, fused=cfg.fused_modconv, dtype=dt)
-        first_noise = 0 if res == 4 else 2 * int(math.log2(res)) - 5  # global layer index (= rosinality noise j)
-
-        def layer_key(i):
-            return None if key is None else jax.random.fold_in(key, first_noise + i)
-
         wi = 0
         if res == 4:
             const = self.param("const", nn.initializers.normal(1.0), (4, 4, cout), jnp.float32)
             x = jnp.broadcast_to(const[None].astype(dt), (ws.shape[0], 4, 4, cout))
-            x = SynthesisLayer(cout, res, name="conv1", **layer)(x, ws[:, wi], noise_mode, layer_key(0))
+            x = SynthesisLayer(cout, res, name="conv1", **layer)(x, ws[:, wi], noise_mode, noises[0])
             wi += 1
         else:
             x = x.astype(dt)
             if arch == "resnet":
                 y = SkipConv(cout, cfg.resample_filter, dtype=dt, name="skip")(x)
-                x = SynthesisLayer(cout, res, up=2, name="conv0", **layer)(x, ws[:, wi], noise_mode, layer_key(0))
-                x = SynthesisLayer(cout, res, name="conv1", **layer)(x, ws[:, wi + 1], noise_mode, layer_key(1),
+                x = SynthesisLayer(cout, res, up=2, name="conv0", **layer)(x, ws[:, wi], noise_mode, noises[0])
+                x = SynthesisLayer(cout, res, name="conv1", **layer)(x, ws[:, wi + 1], noise_mode, noises[1],
                                                                      gain=float(np.sqrt(0.5)))
                 x = y + x
             else:
-                x = SynthesisLayer(cout, res, up=2, name="conv0", **layer)(x, ws[:, wi], noise_mode, layer_key(0))
-                x = SynthesisLayer(cout, res, name="conv1", **layer)(x, ws[:, wi + 1], noise_mode, layer_key(1))
+                x = SynthesisLayer(cout, res, up=2, name="conv0", **layer)(x, ws[:, wi], noise_mode, noises[0])
+                x = SynthesisLayer(cout, res, name="conv1", **layer)(x, ws[:, wi + 1], noise_mode, noises[1])
             wi += 2
         if img is not None:
             img = ops.upsample2d(img, ops.setup_filter(cfg.resample_filter))
@@ -332,6 +331,22 @@ class SynthesisBlock(nn.Module):
         if img is not None:
             self.sow("intermediates", "img", img)
         return x, img
+
+
+def _random_noises(cfg: StyleGAN2Config, key: jax.Array, batch: int) -> dict[int, tuple[jax.Array, ...]]:
+    """N(0, 1) noise images for every conv layer, `{res: (conv0?, conv1)}` each [B, R, R, 1], from ONE normal draw
+    of all of them (one RNG kernel instead of one per layer: much faster to compile)."""
+    layers = [(res, 1 if res == 4 else 2) for res in cfg.block_resolutions]
+    total = sum(n * res * res for res, n in layers)
+    flat = jax.random.normal(key, (batch, total), jnp.float32)
+    out, off = {}, 0
+    for res, n in layers:
+        maps = []
+        for _ in range(n):
+            maps.append(flat[:, off:off + res * res].reshape(batch, res, res, 1))
+            off += res * res
+        out[res] = tuple(maps)
+    return out
 
 
 class SynthesisNetwork(nn.Module):
@@ -349,13 +364,15 @@ class SynthesisNetwork(nn.Module):
         if ws.ndim != 3 or ws.shape[1:] != (cfg.num_ws, cfg.w_dim):
             raise ValueError(f"synthesis: ws must have shape [B, {cfg.num_ws}, {cfg.w_dim}], got {ws.shape}")
         ws = ws.astype(jnp.float32)
+        noises = _random_noises(cfg, key, ws.shape[0]) if (noise_mode == "random" and cfg.use_noise) else {}
         x = img = None
         w_idx = 0
         for res in cfg.block_resolutions:
             n_conv = 1 if res == 4 else 2
             n_torgb = 1 if (res == cfg.img_resolution or cfg.architecture == "skip") else 0
             block_ws = ws[:, w_idx:w_idx + n_conv + n_torgb]
-            x, img = SynthesisBlock(cfg, res, name=f"b{res}")(x, img, block_ws, noise_mode, key)
+            x, img = SynthesisBlock(cfg, res, name=f"b{res}")(x, img, block_ws, noise_mode,
+                                                              noises.get(res, (None, None)))
             w_idx += n_conv
         return img
 
@@ -489,7 +506,7 @@ def mapping_w(config: StyleGAN2Config, variables: Mapping, z: jax.Array | None, 
 def synthesis(config: StyleGAN2Config, variables: Mapping, ws: jax.Array, *, noise_mode: str = "const",
               key: jax.Array | None = None, return_intermediates: bool = False):
     """ws [B, num_ws, w_dim] → NCHW image [B, C, R, R] float32 (nominally [−1, 1]). Noise: 'const' (the stored
-    noise images), 'random' (fresh N(0,1) per layer from `key`, folded in by layer index), 'none'.
+    noise images), 'random' (fresh N(0,1) images for every layer and sample, all from one draw with `key`), 'none'.
     With `return_intermediates`, also a dict `{"b4": {"x": NHWC, "img": NHWC}, ...}` of block outputs."""
     def run(m, ws):
         return m.synthesis(ws, noise_mode, key)

@@ -19,7 +19,11 @@ def ros(fixtures):
     with np.load(d / "state_dict.npz") as z:
         sd = {k: z[k] for k in z.files}
     cfg, v = rosinality.params_from_state_dict(sd, latent_avg=vec["truncation_latent"])
-    synth = jax.jit(partial(S.synthesis, cfg), static_argnames=("noise_mode", "return_intermediates"))
+    jitted = jax.jit(partial(S.synthesis, cfg, return_intermediates=True), static_argnames="noise_mode")
+
+    def synth(v, ws, noise_mode="const", return_intermediates=False):  # one compile serves every test
+        img, blocks = jitted(v, ws, noise_mode=noise_mode)
+        return (img, blocks) if return_intermediates else img
     return cfg, v, vec, synth, sd
 
 
