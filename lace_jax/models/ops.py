@@ -7,10 +7,14 @@ under jit), never traced values.
 
 Modulated convolution has two execution paths with the same maths (`fused`):
 * non-fused (default): scale the activations by the styles, run ONE ordinary convolution with the shared weight,
-  scale the output by the demodulation coefficients. On CPU this is several times faster than the grouped
-  convolution for batches > 1 (see `benchmarks/generator.py`), and it is what XLA/cuDNN handle best on GPU too.
+  scale the output by the demodulation coefficients. On CPU (XLA, 2 cores) this measured ~6x faster than the
+  grouped convolution at batch 4 (`benchmarks/generator.py`: 1.87 vs 0.30 img/s at 32 px, 512 channels) and about
+  equal at batch 1; shared-weight convolutions are also what cuDNN runs best on GPU.
 * fused: per-sample weights and one grouped convolution (`feature_group_count = batch`), exactly what upstream runs
   in `eval()` mode. Differences between the two are float32 rounding (≈1e-6 relative).
+The 2x up-sampling convolution (upstream: a stride-2 transposed convolution, then the FIR filter) is computed
+polyphase (`_conv_zero_inserted`): one small convolution per output phase, no multiply on an inserted zero; ~3x
+faster than `lhs_dilation` on CPU.
 """
 from __future__ import annotations
 
