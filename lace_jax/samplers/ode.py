@@ -103,6 +103,18 @@ def _vf_single(s, z, args):
     return -(0.5 * beta(t, bmin, bmax) * jax.grad(energy)(z))
 
 
+def _vf_batch_diffused(s, z, args):
+    energy, bmin, bmax = args
+    t = -s
+    return -(-0.5 * beta(t, bmin, bmax) * (z - grad(energy, z, t)))
+
+
+def _vf_single_diffused(s, z, args):
+    energy, bmin, bmax = args
+    t = -s
+    return -(-0.5 * beta(t, bmin, bmax) * (z - jax.grad(energy)(z, t)))
+
+
 def _diffrax_solve(vf, y0, args, *, solver: str, s0: float, s1: float, grid, rtol, atol, dt0, max_steps):
     term = diffrax.ODETerm(vf)
     if grid is not None:
@@ -127,8 +139,11 @@ def sample_ode(energy: Any, z0: jax.Array, *, t_start: float = 1.0, t_end: float
                rtol: float = 1e-3, atol: float = 1e-3, step_size: Optional[float] = None,
                num_steps: Optional[int] = None, dt0: Optional[float] = None, max_steps: int = 4096,
                batch_mode: str = "joint", torchdiffeq_compat: bool = False, beta_min: float = BETA_MIN,
-               beta_max: float = BETA_MAX) -> ODEResult:
+               beta_max: float = BETA_MAX, drift: str = "lace") -> ODEResult:
     """Solve LACE's PF-ODE from `z0[B, D]` at t_start down to t_end (see the module docstring).
+    `drift="lace"`: `energy` is the conditional energy E_cond(z), drift ½β∇E_cond (LACE). `drift="diffused"`:
+    `energy` is the FULL energy of the VP-diffused density, called `energy(z, t)`, and the drift is the exact
+    VP probability flow −½β(t)(z − ∇_z E(z, t)) (then N(0, I) at t = 1 is carried to exp(−E(·, t_end))).
     Static: t_start, t_end, solver, tolerances, step options, max_steps, batch_mode, compat flag. Traced: energy
     (its leaves: weights, targets), z0 — so one jit serves new attribute values, weights and inputs."""
     z0 = check_batch(z0)
@@ -141,6 +156,10 @@ def sample_ode(energy: Any, z0: jax.Array, *, t_start: float = 1.0, t_end: float
     fixed = step_size is not None or num_steps is not None
     if solver in ("heun", "euler") and not fixed:
         raise ValueError(f"solver {solver!r} is fixed-step here: give step_size or num_steps")
+    if drift not in ("lace", "diffused"):
+        raise ValueError(f"unknown drift {drift!r}; expected 'lace' or 'diffused'")
+    if torchdiffeq_compat and drift != "lace":
+        raise ValueError("torchdiffeq_compat is LACE's ODE: use drift='lace'")
     if int(max_steps) < 1:
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
     b = z0.shape[0]
@@ -166,14 +185,17 @@ def sample_ode(energy: Any, z0: jax.Array, *, t_start: float = 1.0, t_end: float
     kw = dict(solver=solver, s0=s0, s1=s1, grid=grid, rtol=rtol, atol=atol, dt0=dt0, max_steps=int(max_steps))
 
     if batch_mode == "joint":
-        z, res, nfe, acc, rej = _diffrax_solve(_vf_batch, z0, (energy, bmin, bmax), **kw)
+        vf = _vf_batch if drift == "lace" else _vf_batch_diffused
+        z, res, nfe, acc, rej = _diffrax_solve(vf, z0, (energy, bmin, bmax), **kw)
         full = lambda x: jnp.full((b,), x)
         return _finish(z, full(res), full(nfe), full(acc), full(rej))
 
     tree, axes = split_for_vmap(energy)
 
+    vf1 = _vf_single if drift == "lace" else _vf_single_diffused
+
     def one(e, z):
-        return _diffrax_solve(_vf_single, z, (e, bmin, bmax), **kw)
+        return _diffrax_solve(vf1, z, (e, bmin, bmax), **kw)
 
     z, res, nfe, acc, rej = jax.vmap(one, in_axes=(axes, 0))(tree, z0)
     return _finish(z, res, nfe, acc, rej)
