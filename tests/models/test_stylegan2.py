@@ -372,3 +372,14 @@ def test_input_errors(small):
         S.StyleGAN2Config(img_resolution=48)
     with pytest.raises(ValueError, match="noise_mode"):
         S.synthesis(SMALL, v, jnp.zeros((1, 8, 32)), noise_mode="bogus")
+
+
+@pytest.mark.slow  # compiles a 9-block network
+@pytest.mark.parametrize("arch", ["skip", "orig", "resnet"])
+def test_1024_forward_narrow(arch):
+    cfg = S.StyleGAN2Config(z_dim=16, w_dim=16, img_resolution=1024, mapping_layers=2, channel_base=2048,
+                            channel_max=16, architecture=arch, conv_clamp=256)
+    v = S.init(cfg, jax.random.PRNGKey(0))
+    img = jax.jit(partial(S.generate, cfg, noise_mode="random"))(v, jnp.ones((1, 16)), key=jax.random.PRNGKey(1))
+    assert img.shape == (1, 3, 1024, 1024) and bool(jnp.all(jnp.isfinite(img)))
+    assert cfg.num_ws == 18 and 0.01 < float(jnp.std(img)) < 100
