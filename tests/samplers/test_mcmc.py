@@ -126,3 +126,17 @@ def test_bad_method_and_shapes_raise():
         mcmc.mcmc_level(e, jnp.zeros((2, 2)), jax.random.PRNGKey(0), method="nuts")
     with pytest.raises(ValueError, match=r"\[B, D\]"):
         mcmc.mcmc_level(e, jnp.zeros((2,)), jax.random.PRNGKey(0))
+
+
+@pytest.mark.parametrize("method", ["mala", "hmc"])
+def test_vmap_over_single_chains_equals_direct_calls(method):
+    """Per-sample keys under vmap: row i of the vmapped batch equals a batch-of-1 call with key i."""
+    e = gaussian_mixture(MEANS, WEIGHTS, SIGMA)
+    z = jax.random.normal(jax.random.PRNGKey(0), (8, 1, 2))
+    keys = jax.random.split(jax.random.PRNGKey(1), 8)
+    run = lambda z1, k: mcmc.mcmc_level(e, z1, k, method=method, num_steps=10, step_size=0.2)
+    zb, accb = jax.jit(jax.vmap(run))(z, keys)
+    z3, acc3 = jax.jit(run)(z[3], keys[3])
+    np.testing.assert_allclose(np.asarray(zb[3]), np.asarray(z3), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(accb[3]), np.asarray(acc3))
+    assert 0.0 < float(accb.mean()) <= 1.0
