@@ -28,6 +28,7 @@ import numpy as np
 
 from lace_jax import energy as energy_lib
 from lace_jax.samplers._common import check_batch, split_for_vmap
+from lace_jax.samplers.ode import ODEResult, _finish
 
 BETA_MIN, BETA_MAX = 0.1, 20.0
 
@@ -40,16 +41,6 @@ _SOLVERS = {
     "heun": (diffrax.Heun, 2),
     "euler": (diffrax.Euler, 1),
 }
-
-
-class TimeChangeResult(NamedTuple):
-    z: jax.Array             # [B, D] latents at t_end (float32)
-    nfe: jax.Array           # [B] int32 vector-field evaluations per sample (joint: the same for all)
-    num_accepted: jax.Array  # [B] int32
-    num_rejected: jax.Array  # [B] int32
-    result: jax.Array        # [B] int32 diffrax result code (0 = successful)
-    success: jax.Array       # [B] bool
-    s_end: jax.Array         # () float32: S(t_end), the length of the autonomous solve
 
 
 def s_of_t(t, beta_min=BETA_MIN, beta_max=BETA_MAX):
@@ -86,8 +77,9 @@ def _solve(field, y0, args, s_end, solver_name, rtol, atol, dt0, max_steps, adap
                               max_steps=max_steps, throw=False)
     acc = sol.stats["num_accepted_steps"]
     rej = sol.stats["num_rejected_steps"]
-    init = (1 if per_step < _n_stages(solver_name) else 0) + (2 if (adaptive and dt0 is None) else 0)
-    nfe = per_step * (acc + rej) + init
+    # FSAL schemes evaluate the first stage once up front (counted with a call counter: Diffrax's initial step-size
+    # selection adds no further evaluation in the count).
+    nfe = per_step * (acc + rej) + (1 if per_step < _n_stages(solver_name) else 0)
     return sol.ys[-1], nfe, acc, rej, sol.result
 
 
@@ -99,14 +91,14 @@ def sample_ode_timechange(energy: Any, z0, key: jax.Array | None = None, *, t_en
                           solver: str = "dopri5", rtol: float = 1e-3, atol: float = 1e-3,
                           batch_mode: str = "joint", dt0: float | None = None, num_steps: int | None = None,
                           max_steps: int = 4096, beta_min: float = BETA_MIN,
-                          beta_max: float = BETA_MAX) -> TimeChangeResult:
+                          beta_max: float = BETA_MAX) -> ODEResult:
     """z(t_end) of LACE's PF-ODE `dz/dt = ½β(t)∇E_cond(z)` (t: 1 → t_end) via the autonomous flow
     `dz/ds = −∇E_cond(z)`, s ∈ [0, S(t_end)].
 
     `energy`: the per-sample conditional energy `z[D] -> scalar` (or an `energy.BatchedEnergy` for per-sample
     targets); `z0 [B, D]`; `key` is unused (deterministic; accepted for a uniform sampler signature).
     `solver`: dopri5 | tsit5 | bosh3 | dopri8 | heun | euler; adaptive (PID, `rtol`/`atol`) unless `num_steps` is
-    given (fixed steps of S/num_steps). `batch_mode`: 'joint' (one step size for the batch, RMS error norm over the
+    given (fixed steps of S/num_steps). Returns `ode.ODEResult` (rows of failed solves are NaN, as in `ode.py`). `batch_mode`: 'joint' (one step size for the batch, RMS error norm over the
     whole batch) or 'independent' (per-sample adaptive steps under vmap). jit-friendly: wrap it in `jax.jit` with
     the string/number options static, or use `make_sampler`."""
     del key
@@ -141,8 +133,7 @@ def sample_ode_timechange(energy: Any, z0, key: jax.Array | None = None, *, t_en
 
         z, nfe, acc, rej, code = jax.vmap(one, in_axes=(axes, 0))(tree, z0)
         nfe, acc, rej, code = (jnp.asarray(x, jnp.int32) for x in (nfe, acc, rej, code))
-    return TimeChangeResult(z=z.astype(jnp.float32), nfe=nfe, num_accepted=acc, num_rejected=rej, result=code,
-                            success=code == 0, s_end=jnp.float32(s_end))
+    return _finish(z.astype(jnp.float32), code, nfe, acc, rej)
 
 
 def make_sampler(**options):
@@ -151,4 +142,4 @@ def make_sampler(**options):
     return jax.jit(lambda energy, z0: sample_ode_timechange(energy, z0, **options))
 
 
-__all__ = ["sample_ode_timechange", "make_sampler", "TimeChangeResult", "s_of_t", "t_of_s"]
+__all__ = ["sample_ode_timechange", "make_sampler", "s_of_t", "t_of_s"]

@@ -59,7 +59,23 @@ def test_nfe_accounting_and_fixed_steps():
     np.testing.assert_allclose(np.asarray(out.z), (1 - a * h) ** 100 * z0, rtol=1e-5)
     out = tc.sample_ode_timechange(_quadratic(a), z0, solver="dopri5", rtol=1e-3, atol=1e-3)
     steps = np.asarray(out.num_accepted + out.num_rejected)
-    np.testing.assert_array_equal(np.asarray(out.nfe), 6 * steps + 3)   # FSAL + 2 evals for the initial step
+    np.testing.assert_array_equal(np.asarray(out.nfe), 6 * steps + 1)   # FSAL: first stage once up front
+
+
+def test_nfe_counts_calls():
+    """The reported NFE equals the number of vector-field calls (counted on the host)."""
+    calls = []
+
+    def e(a, z):
+        jax.debug.callback(lambda v: calls.append(1), z[0])
+        return 0.5 * jnp.sum(a * z * z)
+
+    energy = jax.tree_util.Partial(e, jnp.asarray([0.5, 2.0], jnp.float32))
+    for solver in ("dopri5", "tsit5", "bosh3"):
+        calls.clear()
+        out = tc.sample_ode_timechange(energy, np.ones((1, 2), np.float32), solver=solver, rtol=1e-4, atol=1e-4)
+        jax.block_until_ready(out.z)
+        assert int(out.nfe[0]) == len(calls), solver
 
 
 def test_cifar_fixture_matches_t_parameterisation():
