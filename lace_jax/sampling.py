@@ -81,10 +81,13 @@ def _run_ode(cond_energy: Any, z0: jax.Array, options: SamplerOptions) -> Sample
     from lace_jax.samplers import ode
     if options.solver not in ODE_SOLVERS:
         raise ValueError(f"unknown ODE solver {options.solver!r}; expected one of {', '.join(ODE_SOLVERS)}")
+    num_steps = options.num_steps
+    if options.solver in ("euler", "heun") and num_steps is None:
+        num_steps = 100   # LACE's Euler: step 0.01 over [0, 1]
     res = ode.sample_ode(cond_energy, z0, solver=options.solver, rtol=options.rtol, atol=options.atol,
-                         num_steps=options.num_steps, t_end=options.t_end, batch_mode=options.batch_mode,
+                         num_steps=num_steps, t_end=options.t_end, batch_mode=options.batch_mode,
                          max_steps=options.max_steps, torchdiffeq_compat=options.torchdiffeq_compat)
-    stats = {k: v for k, v in res._asdict().items() if k not in ("z", "success")}
+    stats = {k: v for k, v in res._asdict().items() if k not in ("z", "success", "z_unchecked", "t_evals")}
     z = jnp.where(res.success[:, None], res.z, jnp.nan)
     return SampleOutput(z, res.success, stats)
 
