@@ -53,8 +53,11 @@ def _check_compat(r, run, rtol):
     np.testing.assert_array_equal(np.asarray(res.num_accepted + res.num_rejected), (nfe - 2) // 6)
     assert np.all(np.asarray(res.success))
     np.testing.assert_allclose(np.asarray(res.z), r[f"{run}_z_final"], atol=1e-4, rtol=0)
-    # evaluation times agree to a few float32 ulps (the first step's h0/h1 reductions round differently)
-    np.testing.assert_allclose(np.asarray(res.t_evals)[:nfe], r[f"{run}_t_evals"], atol=5e-7, rtol=0)
+    # evaluation times agree to a few float32 ulps (the first step's h0/h1 reductions round differently). At
+    # tol 1e-5 the error estimate (~1e-5) is a difference of O(1) float32 stages, so reduction-order rounding moves
+    # each step size slightly and the times drift apart over ~48 steps (measured 1.2e-6 at the end; NFE and z equal).
+    t_atol = 5e-7 if rtol >= 1e-3 else 3e-6
+    np.testing.assert_allclose(np.asarray(res.t_evals)[:nfe], r[f"{run}_t_evals"], atol=t_atol, rtol=0)
     assert np.all(np.isnan(np.asarray(res.t_evals)[nfe:]))
 
 
