@@ -15,6 +15,7 @@ def get_config() -> dict:
         "reg_weight": 10.0,
         "log_every": 100,
         "ckpt_every": 500,
+        "stop_after": None,          # stop at this step (same schedule); None = run all `steps`
         "max_wall_s": 2400.0,
         "eval_num": 5000,
         "eval_seed": 777,

@@ -24,7 +24,9 @@ def train_judge(config: dict, workdir: str | Path, log: Callable[[str], None] = 
         log(f"judge step {step:6d} loss {m['loss']:.4f} ce_shape {m['ce_shape']:.4f} "
             f"ce_bg {m['ce_background']:.4f} mse {m['mse']:.5f} {rate:.0f} img/s")
 
-    state, steps = loop.run(state, step_fn, num_steps=int(config["steps"]), workdir=workdir,
+    # `stop_after` ends the run early (reproducibly) without changing the learning-rate schedule of `steps`.
+    num_steps = min(int(config["steps"]), int(config.get("stop_after") or config["steps"]))
+    state, steps = loop.run(state, step_fn, num_steps=num_steps, workdir=workdir,
                             ckpt_every=int(config["ckpt_every"]), log_every=int(config["log_every"]),
                             max_wall_s=config.get("max_wall_s"), images_per_step=int(config["batch_size"]),
                             on_log=on_log)

@@ -1,0 +1,96 @@
+"""The shipped default model: a small StyleGAN2 trained on the shapes world, its judge and latent classifiers.
+
+`load_default()` reads `lace_jax/assets/default/` (orbax checkpoints + `model_card.json`) and returns everything a
+sampler needs: the generator (config + variables), LACE's z → w map, one latent classifier per attribute as
+pytree-callables on z (ready for `lace_jax.energy`), the attribute specs, and the image judge for evaluation.
+It is a CPU-budget model (see `docs/default_model.md` and the model card for how it was trained and how good it is).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from lace_jax import checkpoint
+from lace_jax import energy
+from lace_jax.models import stylegan2 as sg
+from lace_jax.models.attribute_cnn import AttributeCNN
+from lace_jax.models.classifiers import LatentClassifier, MappingW
+
+ASSETS = Path(__file__).resolve().parent / "assets" / "default"
+
+
+@dataclass(frozen=True)
+class DefaultModel:
+    """The loaded default model. `classifiers[name]` maps z[z_dim] → logits [K] (discrete) or [1] (continuous)
+    through `mapping` (LACE's classifier on w = mapping(z)); `classifiers_z` are the same attributes classified
+    directly on z. `attributes` is what `lace_jax.energy.parse` takes. `specs` lists name, kind, classes, range
+    and meaning per attribute. `judge(images[B,3,32,32])` gives the image classifier's outputs."""
+    generator_config: sg.StyleGAN2Config
+    generator: dict
+    mapping: MappingW
+    classifiers: dict
+    classifiers_z: dict
+    attributes: dict
+    specs: list
+    judge_model: AttributeCNN
+    judge_params: Any
+    card: dict
+
+    @property
+    def z_dim(self) -> int:
+        return self.generator_config.z_dim
+
+    def generate(self, z: jax.Array, *, truncation_psi: float = 1.0, noise_mode: str = "const") -> jax.Array:
+        """Images [B, 3, 32, 32] in [−1, 1] from latents z [B, z_dim]."""
+        return sg.generate(self.generator_config, self.generator, z, truncation_psi=truncation_psi,
+                           noise_mode=noise_mode)
+
+    def judge(self, images: jax.Array) -> dict:
+        """The judge's outputs on NCHW images: logits per discrete attribute, values [B, 5], features [B, F]."""
+        return self.judge_model.apply({"params": self.judge_params}, images)
+
+
+def _judge_from_config(cfg: dict) -> AttributeCNN:
+    return AttributeCNN(discrete=tuple((n, int(k)) for n, k in cfg["discrete"]),
+                        continuous=tuple(cfg["continuous"]), widths=tuple(cfg["widths"]),
+                        features=int(cfg["features"]))
+
+
+def load_default(path: str | Path | None = None) -> DefaultModel:
+    """Load the shipped default model (or a directory laid out like `lace_jax/assets/default/`)."""
+    root = Path(path) if path is not None else ASSETS
+    card_path = root / "model_card.json"
+    if not card_path.is_file():
+        raise FileNotFoundError(f"default model not found: {card_path} is missing (is the package data installed?)")
+    card = json.loads(card_path.read_text())
+    g_cfg, g_vars = checkpoint.load_generator(root / "generator")
+    g_vars = jax.tree_util.tree_map(jnp.asarray, g_vars)
+    mapping = MappingW.create(g_cfg, g_vars)
+    _, jcfg, jvars = checkpoint.load(root / "judge", kind="attribute_cnn")
+    judge_model = _judge_from_config(jcfg)
+    specs = card["attributes"]
+    classifiers, classifiers_z, attributes = {}, {}, {}
+    for spec in specs:
+        name = spec["name"]
+        for space, table in (("w", classifiers), ("z", classifiers_z)):
+            d = root / "classifiers" / f"{space}_{name}"
+            if not d.is_dir():
+                continue
+            ccfg, cvars = checkpoint.load_classifier(d)
+            cvars = jax.tree_util.tree_map(jnp.asarray, cvars)
+            table[name] = LatentClassifier.create(ccfg, cvars, g=mapping if space == "w" else None, head=0)
+        if name not in classifiers:
+            continue
+        if spec["kind"] == "discrete":
+            attributes[name] = energy.Attribute("discrete", classifiers[name], classes=tuple(spec["classes"]))
+        else:
+            attributes[name] = energy.Attribute("continuous", classifiers[name],
+                                                value_range=tuple(spec["range"]))
+    return DefaultModel(generator_config=g_cfg, generator=g_vars, mapping=mapping, classifiers=classifiers,
+                        classifiers_z=classifiers_z, attributes=attributes, specs=specs, judge_model=judge_model,
+                        judge_params=jax.tree_util.tree_map(jnp.asarray, jvars["params"]), card=card)

@@ -1,0 +1,70 @@
+"""Assemble the shipped default model (`lace_jax/assets/default/`) from the three training workdirs.
+
+    python -m lace_jax.training.export --gan runs/gan --judge runs/judge --latent runs/latent \
+        --out lace_jax/assets/default --card card_extra.json
+
+Writes the EMA generator (with w_avg = the mean of mapping(z), estimated by `shapes_latent`), the judge, the
+latent classifiers (copied from the latent workdir) as `lace_jax.checkpoint` directories, and `model_card.json`.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from lace_jax import checkpoint
+from lace_jax.data import shapes
+from lace_jax.training import latent
+
+
+def judge_config(model) -> dict:
+    """The judge's architecture as the JSON config stored with its checkpoint."""
+    return {"discrete": [[n, k] for n, k in model.discrete], "continuous": list(model.continuous),
+            "widths": list(model.widths), "features": int(model.features), "resolution": 32}
+
+
+def export_default(gan_dir: str | Path, judge_dir: str | Path, latent_dir: str | Path, out: str | Path,
+                   card_extra: dict) -> Path:
+    """Write generator/, judge/, classifiers/ and model_card.json under `out` (replacing what is there)."""
+    out, latent_dir = Path(out), Path(latent_dir)
+    g_cfg, g_vars, gcfg = latent.load_gan_ema(gan_dir)
+    w_avg = np.load(latent_dir / "w_avg.npy")
+    g_vars = {"params": g_vars["params"], "buffers": dict(g_vars["buffers"], mapping={"w_avg": jnp.asarray(w_avg)})}
+    checkpoint.save_generator(out / "generator", g_cfg, g_vars, overwrite=True,
+                              extra={"trained_steps": gcfg["trained_steps"], "ema": True})
+    jmodel, jparams, jcfg = latent.load_judge(judge_dir)
+    checkpoint.save(out / "judge", {"params": jparams}, judge_config(jmodel), "attribute_cnn", overwrite=True,
+                    extra={"trained_steps": jcfg["trained_steps"]})
+    if (out / "classifiers").exists():
+        shutil.rmtree(out / "classifiers")
+    shutil.copytree(latent_dir / "classifiers", out / "classifiers")
+    specs = [s for s in shapes.attribute_specs() if s["name"] in latent.LATENT_ATTRIBUTES]
+    card = {"name": "lace_jax shapes default", "resolution": 32, "z_dim": g_cfg.z_dim, "w_dim": g_cfg.w_dim,
+            "attributes": specs, "all_factors": shapes.attribute_specs(),
+            "gan_steps": gcfg["trained_steps"], "gan_batch_size": gcfg["batch_size"],
+            "judge_steps": jcfg["trained_steps"]}
+    card.update(card_extra)
+    (out / "model_card.json").write_text(json.dumps(card, indent=2))
+    return out
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("gan", None, "shapes_gan workdir")
+flags.DEFINE_string("judge", None, "shapes_judge workdir")
+flags.DEFINE_string("latent", None, "shapes_latent workdir")
+flags.DEFINE_string("out", "lace_jax/assets/default", "output directory")
+flags.DEFINE_string("card", None, "JSON file merged into model_card.json (commands, wall times, metrics)")
+
+
+def main(argv) -> None:
+    del argv
+    extra = json.loads(Path(FLAGS.card).read_text()) if FLAGS.card else {}
+    print(export_default(FLAGS.gan, FLAGS.judge, FLAGS.latent, FLAGS.out, extra))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,92 @@
+"""The GAN's training run: `train.py --config shapes_gan` (resumable; PNG grids and an early EMA snapshot)."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from lace_jax.data import shapes
+from lace_jax.images import make_grid, save_png
+from lace_jax.models import stylegan2 as sg
+from lace_jax.models.discriminator import Discriminator
+from lace_jax.training import gan, loop
+
+
+def generator_config(config: dict) -> sg.StyleGAN2Config:
+    """The StyleGAN2Config of a shapes_gan config (resolution taken from the top level)."""
+    g = dict(config["generator"])
+    if "channels" in g and isinstance(g["channels"], dict):
+        g["channels"] = {int(k): int(v) for k, v in g["channels"].items()}
+    return sg.StyleGAN2Config(img_resolution=int(config["resolution"]), **g)
+
+
+def hyper(config: dict) -> gan.GanHyper:
+    return gan.GanHyper(batch_size=int(config["batch_size"]), z_dim=int(config["generator"]["z_dim"]),
+                        g_lr=float(config["g_lr"]), d_lr=float(config["d_lr"]), beta2=float(config["beta2"]),
+                        r1_gamma=float(config["r1_gamma"]), r1_interval=int(config["r1_interval"]),
+                        ema_kimg=float(config["ema_kimg"]), ema_rampup=config["ema_rampup"])
+
+
+def build(config: dict):
+    """(g_cfg, generator buffers, discriminator module, initial train state, g_apply, d_apply, step key)."""
+    g_cfg = generator_config(config)
+    k_g, k_d, k_train = jax.random.split(jax.random.PRNGKey(int(config["seed"])), 3)
+    g_vars = sg.init(g_cfg, k_g)
+    buffers = g_vars["buffers"]          # noise_const and w_avg: fixed during training (ψ = 1, random noise)
+    disc = Discriminator(int(config["resolution"]), tuple(config["d_channels"]))
+    res = int(config["resolution"])
+    d_params = disc.init(k_d, jnp.zeros((4, 3, res, res)))["params"]
+
+    def g_apply(params, z, key):
+        variables = {"params": params, "buffers": buffers}
+        ws = sg.mapping(g_cfg, variables, z)
+        return sg.synthesis(g_cfg, variables, ws, noise_mode="random", key=key)
+
+    def d_apply(params, images):
+        return disc.apply({"params": params}, images)
+
+    state = gan.init_state(g_vars["params"], d_params, hyper(config))
+    return g_cfg, buffers, disc, state, g_apply, d_apply, k_train
+
+
+def train_gan(config: dict, workdir: str | Path, log: Callable[[str], None] = print) -> dict:
+    """Train until `steps` or the wall budget; write grids, an early EMA snapshot and `gan_run.json`."""
+    workdir = Path(workdir)
+    g_cfg, buffers, _, state, g_apply, d_apply, k_train = build(config)
+    h = hyper(config)
+    res = int(config["resolution"])
+    step_fn = gan.make_steps(g_apply, d_apply, lambda k, b: shapes.sample(k, b, res)[0], h, k_train)
+    grid_z = jax.random.normal(jax.random.PRNGKey(int(config["grid_seed"])), (int(config["grid_size"]), h.z_dim))
+    render_ema = jax.jit(lambda p: sg.generate(g_cfg, {"params": p, "buffers": buffers}, grid_z))
+    (workdir / "samples").mkdir(parents=True, exist_ok=True)
+    real, _ = shapes.sample(jax.random.PRNGKey(int(config["grid_seed"])), int(config["grid_size"]), res)
+    save_png(workdir / "samples" / "real.png", make_grid(np.asarray(real)))
+    t0 = time.time()
+
+    def on_log(step, m, rate):
+        log(f"gan step {step:6d} kimg {step * h.batch_size / 1000:7.1f} loss_g {m['loss_g']:.4f} "
+            f"loss_d {m['loss_d']:.4f} r1 {m['r1']:.4f} D(real) {m['d_real']:+.3f} D(fake) {m['d_fake']:+.3f} "
+            f"{rate:.1f} img/s  wall {time.time() - t0:.0f}s")
+
+    def on_checkpoint(step, st):
+        save_png(workdir / "samples" / f"ema_{step:06d}.png", make_grid(np.asarray(render_ema(st["g_ema"]))))
+        if step == int(config.get("early_snapshot_step", -1)):
+            path = (workdir / f"early_ema_{step:06d}").resolve()
+            if not path.exists():
+                with ocp.StandardCheckpointer() as ckptr:
+                    ckptr.save(path, st["g_ema"])
+
+    state, steps = loop.run(state, step_fn, num_steps=int(config["steps"]), workdir=workdir,
+                            ckpt_every=int(config["ckpt_every"]), log_every=int(config["log_every"]),
+                            max_wall_s=config.get("max_wall_s"), images_per_step=h.batch_size,
+                            on_log=on_log, on_checkpoint=on_checkpoint)
+    record = {"steps": steps, "kimg": steps * h.batch_size / 1000, "wall_s_this_run": time.time() - t0}
+    with open(workdir / "gan_run.json", "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+    return record
