@@ -53,11 +53,15 @@ def export_default(gan_dir: str | Path, judge_dir: str | Path, latent_dir: str |
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("gan", None, "shapes_gan workdir")
-flags.DEFINE_string("judge", None, "shapes_judge workdir")
-flags.DEFINE_string("latent", None, "shapes_latent workdir")
-flags.DEFINE_string("out", "lace_jax/assets/default", "output directory")
-flags.DEFINE_string("card", None, "JSON file merged into model_card.json (commands, wall times, metrics)")
+
+
+def _define_flags() -> None:
+    """CLI flags, defined only when run as a script (library imports never touch absl flags)."""
+    flags.DEFINE_string("gan", None, "shapes_gan workdir")
+    flags.DEFINE_string("judge", None, "shapes_judge workdir")
+    flags.DEFINE_string("latent", None, "shapes_latent workdir")
+    flags.DEFINE_string("out", "lace_jax/assets/default", "output directory")
+    flags.DEFINE_string("card", None, "JSON file merged into model_card.json (commands, wall times, metrics)")
 
 
 def main(argv) -> None:
@@ -67,4 +71,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

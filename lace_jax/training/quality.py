@@ -67,11 +67,15 @@ def measure(gan_dir, judge_dir, latent_dir, num: int, seed: int = 31) -> dict:
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("gan", None, "shapes_gan workdir")
-flags.DEFINE_string("judge", None, "shapes_judge workdir")
-flags.DEFINE_string("latent", None, "shapes_latent workdir (for w_avg)")
-flags.DEFINE_integer("num", 5000, "images per set")
-flags.DEFINE_string("out", "quality.json", "output JSON")
+
+
+def _define_flags() -> None:
+    """CLI flags, defined only when run as a script (library imports never touch absl flags)."""
+    flags.DEFINE_string("gan", None, "shapes_gan workdir")
+    flags.DEFINE_string("judge", None, "shapes_judge workdir")
+    flags.DEFINE_string("latent", None, "shapes_latent workdir (for w_avg)")
+    flags.DEFINE_integer("num", 5000, "images per set")
+    flags.DEFINE_string("out", "quality.json", "output JSON")
 
 
 def main(argv) -> None:
@@ -82,4 +86,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)
