@@ -22,6 +22,7 @@ is the paper's latent traversal ``z − ⟨z, u⟩u + α u``. Targets beyond the
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple, Optional
 
 import jax
@@ -43,22 +44,26 @@ def _ramps(a: Array, knots: Array, h: Array) -> Array:
     return jnp.clip(a[..., None] - knots, -h, h) - jnp.clip(-knots, -h, h)
 
 
+@jax.jit
 def g_of(direction: Direction, a: Array) -> Array:
     """``g(a)`` for coordinates ``a`` of any shape."""
     return direction.offset + jnp.sum(direction.slopes * _ramps(jnp.asarray(a), direction.knots,
                                                                  direction.half_width), axis=-1)
 
 
+@jax.jit
 def coordinate(direction: Direction, z: Array) -> Array:
     """``⟨z, u⟩`` for ``z[..., D]``."""
     return jnp.asarray(z) @ direction.u
 
 
+@jax.jit
 def factor(direction: Direction, z: Array) -> Array:
     """The modelled transformation amount ``g(⟨z, u⟩)`` of latents ``z[..., D]``."""
     return g_of(direction, coordinate(direction, z))
 
 
+@jax.jit
 def factor_range(direction: Direction):
     """``(g_min, g_max)``: the amounts reachable along ``u``."""
     lo = direction.knots[0] - direction.half_width
@@ -66,6 +71,7 @@ def factor_range(direction: Direction):
     return g_of(direction, lo), g_of(direction, hi)
 
 
+@functools.partial(jax.jit, static_argnames=('iters',))
 def g_inverse(direction: Direction, t: Array, iters: int = 60) -> Array:
     """Smallest-error ``a`` with ``g(a) = t`` by bisection (jit-friendly, fixed ``iters``); clamps to ``g``'s ends."""
     t = jnp.asarray(t, direction.u.dtype)
@@ -86,6 +92,7 @@ def _set_coordinate(direction: Direction, z: Array, a_new: Array) -> Array:
     return z + (a_new - coordinate(direction, z))[..., None] * direction.u
 
 
+@jax.jit
 def edit_to(z: Array, direction: Direction, target: Array) -> Array:
     """Move ``z[..., D]`` along ``u`` so that ``g(⟨z, u⟩) = target`` (per latent; clamped to the range of g)."""
     z = jnp.asarray(z)
@@ -93,12 +100,14 @@ def edit_to(z: Array, direction: Direction, target: Array) -> Array:
     return _set_coordinate(direction, z, g_inverse(direction, target))
 
 
+@jax.jit
 def edit_by(z: Array, direction: Direction, delta: Array) -> Array:
     """Move ``z[..., D]`` along ``u`` so that the modelled amount changes by ``delta`` (per latent)."""
     z = jnp.asarray(z)
     return edit_to(z, direction, factor(direction, z) + jnp.asarray(delta, z.dtype))
 
 
+@jax.jit
 def traverse(z: Array, direction: Direction, alphas: Array) -> Array:
     """The paper's traversal: ``z − ⟨z, u⟩u + α u`` for each α; ``z[B, D]``, ``alphas[A]`` -> ``[B, A, D]``."""
     z = jnp.asarray(z)
@@ -106,6 +115,7 @@ def traverse(z: Array, direction: Direction, alphas: Array) -> Array:
     return base[:, None, :] + jnp.asarray(alphas, z.dtype)[None, :, None] * direction.u
 
 
+@jax.jit
 def calibrate(direction: Direction, z_ref: Array, t_ref: Array) -> Direction:
     """Shift ``g`` so that ``factor(z_ref) = t_ref`` on average (``z_ref[N, D]``, ``t_ref[N]`` measured amounts)."""
     residual = jnp.mean(jnp.asarray(t_ref) - factor(direction, z_ref))
@@ -124,6 +134,7 @@ def _check_pairs(z0, z, delta, where):
     return z0, z, delta.astype(z0.dtype)
 
 
+@jax.jit
 def moment_direction(z0: Array, z: Array, delta: Array, weights: Optional[Array] = None) -> Array:
     """Unit ``u ∝ Σ w_i δ_i (z_i − z0_i)``: the mean latent displacement per unit of transformation."""
     z0, z, delta = _check_pairs(z0, z, delta, "moment_direction")
@@ -138,6 +149,7 @@ def linear_direction(u: Array, slope: Array) -> Direction:
                      jnp.asarray(0.0, u.dtype))
 
 
+@jax.jit
 def fit_linear(z0: Array, z: Array, delta: Array, weights: Optional[Array] = None) -> Direction:
     """Linear model: ``u`` the moment direction, slope by weighted least squares of δ on ``⟨z − z0, u⟩``."""
     z0, z, delta = _check_pairs(z0, z, delta, "fit_linear")

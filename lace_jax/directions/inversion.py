@@ -16,6 +16,7 @@ independently (no batch statistics), which StyleGAN2 does.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple, Optional
 
 import jax
@@ -42,6 +43,7 @@ def gaussian_transfer(height: int, width: int, sigma: float) -> Array:
     return jnp.exp(-2.0 * jnp.pi ** 2 * sigma ** 2 * (fy ** 2 + fx ** 2))
 
 
+@jax.jit
 def lowpass(images: Array, sigma: float) -> Array:
     """Gaussian low-pass of ``images[..., H, W]`` in the Fourier domain, zero-padded (no wrap-around)."""
     h, w = images.shape[-2:]
@@ -68,12 +70,14 @@ def _check_pair(x: Array, target: Array, mask: Optional[Array], where: str) -> A
         raise ValueError(f"{where}: mask of shape {jnp.shape(mask)} does not broadcast to {x.shape}") from None
 
 
+@jax.jit
 def mse(x: Array, target: Array, mask: Optional[Array] = None) -> Array:
     """Per-image masked mean squared error ``[B]``."""
     mask = _check_pair(x, target, mask, "mse")
     return _masked_mean((x - target) ** 2, mask)
 
 
+@jax.jit
 def fourier_error(x: Array, target: Array, mask: Optional[Array] = None, sigma: float = 3.0) -> Array:
     """Per-image frequency-weighted error ``[B]``: masked mean of the squared Gaussian-low-passed difference."""
     mask = _check_pair(x, target, mask, "fourier_error")
@@ -81,6 +85,7 @@ def fourier_error(x: Array, target: Array, mask: Optional[Array] = None, sigma: 
     return _masked_mean(diff ** 2, mask)
 
 
+@functools.partial(jax.jit, static_argnames=('loss',))
 def reconstruction_error(x: Array, target: Array, mask: Optional[Array] = None, *, loss: str = "fourier",
                          sigma: float = 3.0) -> Array:
     """``fourier_error`` or ``mse`` by name (``LOSSES``)."""
@@ -91,6 +96,7 @@ def reconstruction_error(x: Array, target: Array, mask: Optional[Array] = None, 
     raise ValueError(f"unknown reconstruction loss {loss!r}; known: {LOSSES}")
 
 
+@functools.partial(jax.jit, static_argnames=('constraint',))
 def project(z: Array, constraint: str = "ball") -> Array:
     """Keep latents in the prior's typical set: ``"ball"`` clips ‖z‖ to √D (the paper's code),
     ``"sphere"`` puts every latent on ‖z‖ = √D, ``"none"`` leaves z alone."""

@@ -22,6 +22,7 @@ does not depend on the fill. No transformation wraps around.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Tuple
 
 import jax
@@ -90,6 +91,7 @@ def _affine(images: Array, scale: Array, shift_y: Array, shift_x: Array, mode: s
     return jax.vmap(one)(images, scale, shift_y, shift_x)
 
 
+@functools.partial(jax.jit, static_argnames=('mode',))
 def translate_x(images: Array, delta: Array, *, mode: str = "constant", fill: float = 0.0):
     """Move the content right by ``delta·W`` pixels (sub-pixel, bilinear); returns (images, mask)."""
     images, delta = _check(images, delta, "translate_x")
@@ -97,6 +99,7 @@ def translate_x(images: Array, delta: Array, *, mode: str = "constant", fill: fl
     return _affine(images, ones, 0.0 * delta, delta * images.shape[3], mode, fill)
 
 
+@functools.partial(jax.jit, static_argnames=('mode',))
 def translate_y(images: Array, delta: Array, *, mode: str = "constant", fill: float = 0.0):
     """Move the content down by ``delta·H`` pixels (sub-pixel, bilinear); returns (images, mask)."""
     images, delta = _check(images, delta, "translate_y")
@@ -104,6 +107,7 @@ def translate_y(images: Array, delta: Array, *, mode: str = "constant", fill: fl
     return _affine(images, ones, delta * images.shape[2], 0.0 * delta, mode, fill)
 
 
+@functools.partial(jax.jit, static_argnames=('mode',))
 def zoom(images: Array, delta: Array, *, mode: str = "constant", fill: float = 0.0):
     """Magnify by ``exp(delta)`` about the image centre (bilinear); returns (images, mask)."""
     images, delta = _check(images, delta, "zoom")
@@ -120,6 +124,7 @@ def hue_matrix(turns: Array) -> Array:
             + (1.0 - jnp.cos(theta)) * jnp.outer(k, k))
 
 
+@jax.jit
 def hue(images: Array, delta: Array):
     """Rotate hue by ``delta`` turns (RGB rotation about the grey axis, clipped to [−1, 1]); returns (images, mask).
 
@@ -134,6 +139,7 @@ def hue(images: Array, delta: Array):
     return jnp.clip(out, -1.0, 1.0), jnp.ones_like(images)
 
 
+@jax.jit
 def brightness(images: Array, delta: Array):
     """Add ``delta`` to every pixel and clip to [−1, 1] (the paper's form); returns (images, mask)."""
     images, delta = _check(images, delta, "brightness")
