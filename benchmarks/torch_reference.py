@@ -82,22 +82,21 @@ def ada_state_dict(init_kwargs: Mapping, seed: int = 0) -> dict[str, np.ndarray]
     return sd
 
 
-def dense_embedder_state_dict(input_dim=512, up_dim=128, depth=4, num_classes=10, seed=1,
-                              scale=1.0) -> dict[str, np.ndarray]:
+def dense_embedder_state_dict(input_dim=512, up_dim=128, depth=4, num_classes=10, seed=1) -> dict[str, np.ndarray]:
     """A random LACE `DenseEmbedder(input_dim, up_dim, depth, num_classes)` state dict (keys `net.{3l}.*`,
-    `linear.*`): PyTorch's default uniform(±1/√fan_in) init, weights × `scale`, biases + 0.1·N(0,1)."""
+    `linear.*`), made as the fixtures' classifiers were: PyTorch's default init (uniform ±1/√fan_in), then
+    weights + 0.8/√fan_in·N(0,1) and biases + 0.1·N(0,1), so that the logits are far from flat."""
     rng = np.random.default_rng(seed)
-    dims = np.linspace(input_dim, up_dim, depth).astype(int)
+    dims = [int(d) for d in np.linspace(input_dim, up_dim, depth).astype(int)] + [num_classes]
     sd = {}
     for l in range(len(dims) - 1):
-        bound = 1.0 / math.sqrt(dims[l])
-        sd[f"net.{3 * l}.weight"] = (scale * rng.uniform(-bound, bound, (dims[l + 1], dims[l], 1, 1))).astype(np.float32)
-        sd[f"net.{3 * l}.bias"] = (rng.uniform(-bound, bound, dims[l + 1]) + 0.1 * rng.standard_normal(dims[l + 1])
-                                   ).astype(np.float32)
-    bound = 1.0 / math.sqrt(up_dim)
-    sd["linear.weight"] = (scale * rng.uniform(-bound, bound, (num_classes, up_dim))).astype(np.float32)
-    sd["linear.bias"] = (rng.uniform(-bound, bound, num_classes) + 0.1 * rng.standard_normal(num_classes)
-                         ).astype(np.float32)
+        fan_in, out = dims[l], dims[l + 1]
+        bound = 1.0 / math.sqrt(fan_in)
+        w = rng.uniform(-bound, bound, (out, fan_in)) + 0.8 / math.sqrt(fan_in) * rng.standard_normal((out, fan_in))
+        b = rng.uniform(-bound, bound, out) + 0.1 * rng.standard_normal(out)
+        name = f"net.{3 * l}" if l < len(dims) - 2 else "linear"
+        sd[f"{name}.weight"] = (w[:, :, None, None] if name != "linear" else w).astype(np.float32)
+        sd[f"{name}.bias"] = b.astype(np.float32)
     return sd
 
 
@@ -138,7 +137,7 @@ class Mapping(torch.nn.Module):
         parts = [normalize_2nd_moment(z.to(self.dtype))]
         if self.c_dim:
             if c is None:
-                c = torch.zeros(z.shape[0], self.c_dim, dtype=self.dtype)
+                c = torch.zeros(z.shape[0], self.c_dim, dtype=self.dtype, device=z.device)
             y = F.linear(c.to(self.dtype), self.embed_w * (1.0 / math.sqrt(self.c_dim)), self.embed_b)
             parts.append(normalize_2nd_moment(y))
         x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
@@ -198,6 +197,11 @@ class Synthesis(torch.nn.Module):
         self.p = {k[len("synthesis."):]: _t(sd, k, dtype) for k in sd if k.startswith("synthesis.")}
         self.f = self.p["b4.resample_filter"]
         self.w_dim = init_kwargs["w_dim"]
+
+    def to_device(self, device):
+        self.p = {k: v.to(device) for k, v in self.p.items()}
+        self.f = self.p["b4.resample_filter"]
+        return self
 
     def _affine(self, name, w):
         aw, ab = self.p[f"{name}.affine.weight"], self.p[f"{name}.affine.bias"]
@@ -305,7 +309,7 @@ def sample_q_ode(vpode, z0, t_end=0.0, method="dopri5", rtol=1e-3, atol=1e-3, op
     from torchdiffeq import odeint
 
     vpode.n_evals = 0
-    times = torch.linspace(1.0, t_end, 2)
+    times = torch.linspace(1.0, t_end, 2).to(z0.device)
     with torch.no_grad():
         out = odeint(vpode, (z0,), times, rtol=rtol, atol=atol, method=method, options=options)
     return out[0][-1], vpode.n_evals

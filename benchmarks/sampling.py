@@ -1,0 +1,604 @@
+"""LACE ODE sampling: lace_jax (JAX + Diffrax) against PyTorch + torchdiffeq, same weights, same latents, one run.
+
+The job is LACE's CIFAR-10 setup at full size: stylegan2-ada mapping z → w (z_dim 512, c_dim 10 fed with zero c as
+LACE does, 8 layers of 512, lr multiplier 0.01), LACE's `DenseEmbedder(input_dim=512, up_dim=128, depth=4,
+num_classes=10)` (512→384→256→128→10) on w, the discrete energy, and the VP probability-flow ODE solved with
+dopri5 at rtol = atol = 1e-3 from t = 1 to 0; then the same followed by rendering the final latents through a
+32-px stylegan2-ada synthesis network (cifar spec: 512 channels at 4–32 px, skip, conv_clamp 256) — end to end.
+
+Random weights (upstream init rules, `benchmarks/torch_reference.py`) are made once as upstream state dicts; the
+torch side loads them into the reference modules, the JAX side through the project's own converters. Every figure
+that compares frameworks is a ratio of medians measured interleaved in the same process (torch, jax, torch, …).
+
+    python benchmarks/sampling.py --quick              # < 5 min on 2 CPU cores; one JSON object on stdout
+    python benchmarks/sampling.py --out docs/perf.json --markdown docs/performance.md     # the full sweep
+
+What is measured per configuration: wall time per batch (median of >= 5 calls after warm-up), compile time
+(first call minus the median), NFE, max |z_final − z_ref| against a tight-tolerance (rtol = atol = 1e-6,
+per-sample) solution, classifier accuracy (argmax of the logits at z_final == target), samples/s, peak memory
+(JAX: XLA's buffer assignment of the compiled solve; torch: peak RSS growth during one solve), torch/JAX ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from lace_jax import energy as E  # noqa: E402
+from lace_jax.models import stylegan2 as S  # noqa: E402
+from lace_jax.models.classifiers import (LatentClassifier, MappingW,  # noqa: E402
+                                         dense_embedder_params_from_state_dict)
+from lace_jax.samplers import ode, timechange  # noqa: E402
+from ports import stylegan2_ada  # noqa: E402
+
+INIT_KWARGS = dict(z_dim=512, c_dim=10, w_dim=512, img_resolution=32, img_channels=3,
+                   mapping_kwargs=dict(num_layers=8, lr_multiplier=0.01),
+                   synthesis_kwargs=dict(channel_base=32768, channel_max=512, num_fp16_res=0, conv_clamp=256))
+CLASSIFIER = dict(input_dim=512, up_dim=128, depth=4, num_classes=10)
+LACE = dict(solver="dopri5", rtol=1e-3, atol=1e-3, t_end=0.0)
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# FLOPs (analytic, from the layer sizes).
+
+def drift_flops_per_sample(init_kwargs=INIT_KWARGS, clf=CLASSIFIER) -> dict:
+    """Matmul FLOPs of one drift evaluation for one latent: forward (mapping + classifier) and the backward pass
+    for the INPUT gradient only (one matmul per layer against the transposed weight: as many FLOPs as the
+    forward); weight gradients are never formed (neither torch.autograd.grad(…, [z]) nor jax.grad w.r.t. z
+    computes them). `per_eval = forward + input_grad` (≈ 2× forward; the textbook 3× counts weight gradients)."""
+    z, c, w = init_kwargs["z_dim"], init_kwargs["c_dim"], init_kwargs["w_dim"]
+    n = init_kwargs["mapping_kwargs"]["num_layers"]
+    fwd = 0
+    bwd = 0
+    if c:
+        fwd += 2 * c * w                       # embed(c): constant under d/dz, no backward
+    in_f = z + (w if c else 0)
+    for _ in range(n):
+        fwd += 2 * in_f * w
+        bwd += 2 * in_f * w
+        in_f = w
+    dims = [int(d) for d in np.linspace(clf["input_dim"], clf["up_dim"], clf["depth"]).astype(int)]
+    dims.append(clf["num_classes"])
+    for a, b in zip(dims[:-1], dims[1:]):
+        fwd += 2 * a * b
+        bwd += 2 * a * b
+    return dict(forward=fwd, input_grad=bwd, per_eval=fwd + bwd, three_x_forward=3 * fwd)
+
+
+def matmul_peak(n=2048, dtype=jnp.float32, reps=5) -> dict:
+    """GFLOP/s of a jitted n×n×n matmul (median of `reps` after warm-up)."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n)).astype(dtype)
+    b = jax.random.normal(jax.random.PRNGKey(1), (n, n)).astype(dtype)
+    f = jax.jit(lambda a, b: jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST))
+    jax.block_until_ready(f(a, b))
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        jax.block_until_ready(f(a, b))
+        ts.append(time.perf_counter() - t)
+    med = statistics.median(ts)
+    return dict(n=n, dtype=str(jnp.dtype(dtype)), seconds=med, gflops=2 * n ** 3 / med / 1e9,
+                best_gflops=2 * n ** 3 / min(ts) / 1e9)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The two pipelines.
+
+class Setup:
+    def __init__(self, seed=0, render=False, torch_device="cpu"):
+        import torch
+        import torch_reference as T
+
+        self.torch, self.T = torch, T
+        kw = dict(INIT_KWARGS)
+        self.kw = kw
+        sd_g = T.ada_state_dict(kw, seed=seed)
+        sd_c = T.dense_embedder_state_dict(**CLASSIFIER, seed=seed + 1)
+        # torch
+        self.t_map = T.Mapping(sd_g, kw)
+        self.t_clf = T.DenseEmbedder(sd_c)
+        self.t_syn = T.Synthesis(sd_g, kw, fused=True) if render else None
+        self.dev = torch.device(torch_device)
+        self.t_map.to(self.dev)
+        self.t_clf.to(self.dev)
+        if self.t_syn is not None:
+            self.t_syn.to_device(self.dev)
+        # JAX, through the project's converters
+        cfg, variables = stylegan2_ada.params_from_state_dict(sd_g, kw)
+        self.cfg = cfg
+        self.variables = jax.tree_util.tree_map(jnp.asarray, variables)
+        ccfg, cvars = dense_embedder_params_from_state_dict(sd_c)
+        self.g = MappingW.create(cfg, self.variables, c=np.zeros(cfg.c_dim, np.float32))
+        self.clf = LatentClassifier.create(ccfg, jax.tree_util.tree_map(jnp.asarray, cvars), g=self.g)
+        self.rng = np.random.default_rng(seed + 100)
+        self.z_all = None
+
+    def latents(self, b):
+        if self.z_all is None or len(self.z_all) < b:
+            self.z_all = np.random.default_rng(1234).standard_normal((max(b, 4096), 512)).astype(np.float32)
+        return self.z_all[:b], (np.arange(b) % 10).astype(np.int64)
+
+    def energy(self, ys):
+        return E.per_sample(lambda y: E.discrete(self.clf, y), ys)
+
+    @functools.cached_property
+    def logits_fn(self):
+        return jax.jit(jax.vmap(lambda clf, z: clf(z), in_axes=(None, 0)))
+
+    def accuracy(self, z, ys):
+        ok = np.isfinite(z).all(axis=1)
+        lg = np.asarray(self.logits_fn(self.clf, jnp.asarray(np.where(ok[:, None], z, 0))))
+        return float(np.mean((lg.argmax(axis=1) == ys) & ok))
+
+    # torch ------------------------------------------------------------------------------------------------------
+    def torch_solve(self, z0, ys, method="dopri5", rtol=1e-3, atol=1e-3, options=None, render=False):
+        torch = self.torch
+        vp = self.T.VPODE(self.t_map, self.t_clf, torch.as_tensor(ys, device=self.dev))
+        zf, nfe = self.T.sample_q_ode(vp, torch.as_tensor(z0, device=self.dev), t_end=0.0, method=method, rtol=rtol,
+                                      atol=atol, options=options)
+        out = None
+        if render:
+            with torch.no_grad():
+                ws = self.t_map(zf)[:, None].repeat(1, self.t_syn.num_ws, 1)
+                out = self.t_syn(ws).cpu()      # .cpu() waits for the device
+        return zf.cpu().numpy(), nfe, out
+
+    # JAX --------------------------------------------------------------------------------------------------------
+    def jax_solver(self, kind="ode", render=False, render_dtype="float32", **opts):
+        """A jitted `(energy, z0) -> (z_final, nfe, [img])` for the library sampler `kind` ('ode' = ode.sample_ode,
+        'tc' = timechange.sample_ode_timechange) with static options."""
+        fn = ode.sample_ode if kind == "ode" else timechange.sample_ode_timechange
+        cfg = self.cfg.replace(dtype=render_dtype)
+        variables = self.variables
+
+        def run(energy, z0):
+            r = fn(energy, z0, **opts)
+            out = (r.z, r.nfe)
+            if render:
+                c = jnp.zeros((z0.shape[0], cfg.c_dim), jnp.float32)
+                img = S.generate(cfg, variables, jnp.where(r.success[:, None], r.z, 0.0), c, noise_mode="const")
+                out = out + (img,)
+            return out
+
+        return jax.jit(run)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Measurement helpers.
+
+class RSSPeak:
+    """Peak resident-set growth (bytes) while the block runs, sampled from /proc/self/statm every ~1 ms."""
+
+    def __enter__(self):
+        self.page = os.sysconf("SC_PAGE_SIZE")
+        self.base = self._rss()
+        self.peak = self.base
+        self.stop = False
+        self.th = threading.Thread(target=self._loop, daemon=True)
+        self.th.start()
+        return self
+
+    def _rss(self):
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * self.page
+
+    def _loop(self):
+        while not self.stop:
+            self.peak = max(self.peak, self._rss())
+            time.sleep(0.001)
+
+    def __exit__(self, *a):
+        self.stop = True
+        self.th.join()
+        self.peak = max(self.peak, self._rss())
+        self.growth = self.peak - self.base
+
+
+def jax_memory(fn, *args) -> int | None:
+    try:
+        m = fn.lower(*args).compile().memory_analysis()
+        return int(m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
+                   - m.alias_size_in_bytes)
+    except Exception:  # noqa: BLE001 - not every backend reports it
+        return None
+
+
+def interleaved(calls: dict, reps: int, min_reps: int = 5) -> dict:
+    """Time every callable in `calls` `reps` times, round-robin (a, b, a, b, ...); medians in seconds."""
+    times = {k: [] for k in calls}
+    for _ in range(max(reps, min_reps)):
+        for k, f in calls.items():
+            t = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t)
+    return {k: dict(median=statistics.median(v), min=min(v), n=len(v)) for k, v in times.items()}
+
+
+def first_call(f):
+    t = time.perf_counter()
+    out = f()
+    return out, time.perf_counter() - t
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Benchmarks.
+
+def pick_torch_threads(setup: Setup, choice: str) -> dict:
+    """torch's intra-op thread count: 'auto' times one batch-64 drift with 1 and with all cores and keeps the
+    faster (on a shared, oversubscribed machine OpenMP's spinning threads can make 2 threads 10-40x slower than 1)."""
+    import torch
+    n_all = os.cpu_count() or 1
+    if choice != "auto" or setup.dev.type != "cpu":
+        choice = str(n_all) if choice == "auto" else choice
+        torch.set_num_threads(int(choice))
+        return dict(threads=int(choice), how="given")
+    z0, ys = setup.latents(64)
+    vp = setup.T.VPODE(setup.t_map, setup.t_clf, torch.as_tensor(ys, device=setup.dev))
+    tz = torch.as_tensor(z0, device=setup.dev)
+    times = {}
+    for n in sorted({1, n_all}):
+        torch.set_num_threads(n)
+        vp(torch.tensor(1.0), (tz,))
+        times[n] = interleaved(dict(d=lambda: vp(torch.tensor(1.0), (tz,))), 5)["d"]["median"]
+    best = min(times, key=times.get)
+    torch.set_num_threads(best)
+    log("torch threads", times, "->", best)
+    return dict(threads=best, how="auto", drift_b64_s={str(k): v for k, v in times.items()})
+
+
+def pick_best(search: list, lace_err: float, lace_acc: float) -> dict:
+    """The search candidate with the fewest NFE whose final-latent error (vs the 1e-6 reference) is at most LACE's
+    (torchdiffeq dopri5 1e-3, reproduced by the compat controller) and whose classifier accuracy is at least LACE's."""
+    ok = [r for r in search if r["jax_failed"] == 0 and r["jax_err_max"] <= lace_err and r["jax_acc"] >= lace_acc]
+    if not ok:
+        return dict(BEST_DEFAULT)
+    r = min(ok, key=lambda r: (r["jax_nfe"], r["jax_s"]))
+    return dict(r["jax_options"])
+
+
+def reference(setup: Setup, n: int) -> np.ndarray:
+    """Per-sample tight solution for the first n latents: ode.sample_ode dopri5, rtol = atol = 1e-6, independent."""
+    z0, ys = setup.latents(n)
+    f = setup.jax_solver("ode", solver="dopri5", rtol=1e-6, atol=1e-6, batch_mode="independent", max_steps=100000)
+    t = time.perf_counter()
+    zr, nfe = f(setup.energy(ys), jnp.asarray(z0))
+    zr = np.asarray(zr)
+    log(f"reference ({n} latents, dopri5 1e-6 independent): NFE max {int(np.max(nfe))}, "
+        f"{time.perf_counter() - t:.1f} s")
+    return zr
+
+
+def compare(setup: Setup, b: int, jax_cfg: dict, torch_cfg: dict, reps: int, zref: np.ndarray, tag: str,
+            render=False, memory=True) -> dict:
+    """One configuration: torch and JAX on the same b latents, interleaved timing, NFE, accuracy, memory."""
+    z0, ys = setup.latents(b)
+    energy = setup.energy(ys)
+    jz0 = jnp.asarray(z0)
+    jcfg = dict(jax_cfg)
+    kind = jcfg.pop("kind", "ode")
+    render_dtype = jcfg.pop("render_dtype", "float32")
+    f = setup.jax_solver(kind, render=render, render_dtype=render_dtype, **jcfg)
+
+    def run_jax():
+        return jax.block_until_ready(f(energy, jz0))
+
+    def run_torch():
+        return setup.torch_solve(z0, ys, render=render, **torch_cfg)
+
+    jout, jfirst = first_call(run_jax)
+    tout, tfirst = first_call(run_torch)
+    tm = interleaved(dict(torch=run_torch, jax=run_jax), reps)
+    zj, nfe_j = np.asarray(jout[0]), np.asarray(jout[1])
+    zt, nfe_t = tout[0], tout[1]
+    k = min(len(zref), b)
+    res = dict(config=tag, batch=b, jax_options=jax_cfg, torch_options=torch_cfg, render=render,
+               jax_s=tm["jax"]["median"], torch_s=tm["torch"]["median"], reps=tm["jax"]["n"],
+               jax_compile_s=max(jfirst - tm["jax"]["median"], 0.0),
+               jax_nfe=int(nfe_j.max()), jax_nfe_mean=float(nfe_j.mean()), torch_nfe=int(nfe_t),
+               jax_err_max=float(np.nanmax(np.abs(zj[:k] - zref[:k]))) if k else None,
+               torch_err_max=float(np.max(np.abs(zt[:k] - zref[:k]))) if k else None,
+               jax_vs_torch_max=float(np.nanmax(np.abs(zj - zt))),
+               jax_acc=setup.accuracy(zj, ys), torch_acc=setup.accuracy(zt, ys),
+               jax_failed=int((~np.isfinite(zj).all(axis=1)).sum()))
+    res["ratio"] = res["torch_s"] / res["jax_s"]
+    res["jax_samples_per_s"] = b / res["jax_s"]
+    res["torch_samples_per_s"] = b / res["torch_s"]
+    if render:
+        res["img_max_abs_diff"] = float(np.nanmax(np.abs(np.asarray(jout[2]) - tout[2].numpy())))
+    if memory:
+        res["jax_peak_bytes"] = jax_memory(f, energy, jz0)
+        with RSSPeak() as m:
+            run_torch()
+        res["torch_rss_growth_bytes"] = m.growth
+    log(json.dumps({k: (round(v, 5) if isinstance(v, float) else v) for k, v in res.items()
+                    if k not in ("jax_options", "torch_options")}))
+    return res
+
+
+def jax_only(setup: Setup, b: int, jax_cfg: dict, reps: int, zref: np.ndarray, tag: str) -> dict:
+    z0, ys = setup.latents(b)
+    energy = setup.energy(ys)
+    jz0 = jnp.asarray(z0)
+    jcfg = dict(jax_cfg)
+    kind = jcfg.pop("kind", "ode")
+    f = setup.jax_solver(kind, **jcfg)
+    out, tfirst = first_call(lambda: jax.block_until_ready(f(energy, jz0)))
+    tm = interleaved(dict(jax=lambda: jax.block_until_ready(f(energy, jz0))), reps)
+    z, nfe = np.asarray(out[0]), np.asarray(out[1])
+    k = min(len(zref), b)
+    res = dict(config=tag, batch=b, jax_options=jax_cfg, jax_s=tm["jax"]["median"],
+               jax_compile_s=max(tfirst - tm["jax"]["median"], 0.0), jax_nfe=int(nfe.max()),
+               jax_nfe_mean=float(nfe.mean()), jax_err_max=float(np.nanmax(np.abs(z[:k] - zref[:k]))),
+               jax_acc=setup.accuracy(z, ys), jax_failed=int((~np.isfinite(z).all(axis=1)).sum()))
+    log(json.dumps({k: (round(v, 5) if isinstance(v, float) else v) for k, v in res.items() if k != "jax_options"}))
+    return res
+
+
+def drift_throughput(setup: Setup, b: int, reps: int) -> dict:
+    """One drift evaluation (∇E of the batch) alone: grad of the SUM (one batched backward pass) vs vmap of
+    per-sample grads, jitted; GFLOP/s from the analytic count."""
+    z0, ys = setup.latents(b)
+    energy = setup.energy(ys)
+    jz0 = jnp.asarray(z0)
+    flops = drift_flops_per_sample()["per_eval"] * b
+    vm = jax.jit(lambda e, z: E.grad(e, z))
+    sm = jax.jit(lambda e, z: jax.grad(lambda z: jnp.sum(E.value(e, z)))(z))
+    np.testing.assert_allclose(np.asarray(vm(energy, jz0)), np.asarray(sm(energy, jz0)), rtol=1e-4, atol=1e-5)
+    tm = interleaved(dict(vmap_grad=lambda: jax.block_until_ready(vm(energy, jz0)),
+                          grad_of_sum=lambda: jax.block_until_ready(sm(energy, jz0))), reps)
+    import torch
+    vp = setup.T.VPODE(setup.t_map, setup.t_clf, torch.as_tensor(ys, device=setup.dev))
+    tz = torch.as_tensor(z0, device=setup.dev)
+    sync = torch.cuda.synchronize if setup.dev.type == "cuda" else (lambda: None)
+    tt = interleaved(dict(torch=lambda: (vp(torch.tensor(1.0), (tz,)), sync())), reps)
+    out = dict(batch=b, flops=flops)
+    for k, v in list(tm.items()) + list(tt.items()):
+        out[f"{k}_s"] = v["median"]
+        out[f"{k}_gflops"] = flops / v["median"] / 1e9
+    log(json.dumps(out))
+    return out
+
+
+def nfe_search(setup: Setup, b: int, zref: np.ndarray, reps: int, quick: bool) -> list:
+    """Solver / controller / parameterisation choices at batch b: NFE, accuracy vs the 1e-6 reference, classifier
+    accuracy, time — to find the default with the fewest NFE at LACE's accuracy."""
+    cands = [dict(kind="ode", solver="dopri5", rtol=1e-3, atol=1e-3, batch_mode="joint", torchdiffeq_compat=True),
+             dict(kind="ode", solver="dopri5", rtol=1e-3, atol=1e-3, batch_mode="joint"),
+             dict(kind="ode", solver="dopri5", rtol=1e-3, atol=1e-3, batch_mode="independent"),
+             dict(kind="ode", solver="tsit5", rtol=1e-3, atol=1e-3, batch_mode="joint")]
+    if quick:
+        cands = cands[:2] + [dict(kind="tc", solver=s, rtol=1e-2, atol=1e-2, batch_mode="joint")
+                             for s in ("dopri5", "bosh3")]
+    else:
+        for solver in ("dopri5", "tsit5", "bosh3"):
+            for tol in (3e-2, 1e-2, 3e-3, 1e-3):
+                for mode in ("joint", "independent"):
+                    cands.append(dict(kind="tc", solver=solver, rtol=tol, atol=tol, batch_mode=mode))
+        cands.append(dict(kind="ode", solver="euler", num_steps=100, batch_mode="joint"))
+        cands.append(dict(kind="tc", solver="euler", num_steps=100, batch_mode="joint"))
+    out = []
+    for c in cands:
+        tag = ",".join(f"{k}={v}" for k, v in c.items())
+        out.append(jax_only(setup, b, c, 3, zref, tag))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="a subset in < 5 minutes on 2 CPU cores")
+    ap.add_argument("--batches", type=int, nargs="*", default=None)
+    ap.add_argument("--reps", type=int, default=None)
+    ap.add_argument("--out", type=str, default=None, help="also write the JSON here")
+    ap.add_argument("--markdown", type=str, default=None, help="write the Markdown report (docs/performance.md)")
+    ap.add_argument("--best", type=str, default=None,
+                    help="JSON dict of options for 'our best default' (default: the built-in choice)")
+    ap.add_argument("--torch-device", type=str, default="cpu", help="torch device (cuda on a GPU machine)")
+    ap.add_argument("--torch-threads", type=str, default="auto", help="'auto' (faster of 1 and all cores) or N")
+    ap.add_argument("--skip", type=str, nargs="*", default=[],
+                    help="sections to skip: compat best joint_vs_independent euler render search drift bf16")
+    args = ap.parse_args(argv)
+    import torch
+
+    quick = args.quick
+    batches = args.batches or ([1, 8, 64] if quick else [1, 8, 64, 512, 4096])
+    reps = args.reps or 5
+    t_start = time.time()
+    setup = Setup(render=True, torch_device=args.torch_device)
+    threads = pick_torch_threads(setup, args.torch_threads)
+    flops = drift_flops_per_sample()
+    peak = matmul_peak(1024 if quick else 2048)
+    log("matmul peak", peak)
+    n_ref = 8 if quick else 64
+    zref = reference(setup, n_ref)
+    results = dict(compat=[], best=[], joint_vs_independent=[], euler=[], render=[], search=[], drift=[])
+    lace_torch = dict(method="dopri5", rtol=1e-3, atol=1e-3)
+    state = dict(best=None, bf16=None)
+
+    def emit(final=False):
+        summary = summarise(results, flops, peak, state["bf16"])
+        doc = dict(benchmark="sampling", quick=quick, complete=final,
+                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                   device=device_info(), versions=versions(torch), torch_threads=threads, setup=dict(
+                       generator=INIT_KWARGS, classifier=CLASSIFIER, ode=dict(LACE, t_start=1.0),
+                       c="zeros [B, 10] (as LACE's CIFAR-10 sampling)", mapping="8 layers, lr multiplier 0.01",
+                       latents="N(0, I), seed 1234; targets y = i mod 10", reference_latents=n_ref,
+                       best_default=state["best"]),
+                   flops=flops, matmul_peak=peak, matmul_peak_bf16=state["bf16"], **summary, results=results,
+                   wall_s=time.time() - t_start)
+        if args.out:
+            Path(args.out).write_text(json.dumps(doc, indent=1, default=float) + "\n")
+        if args.markdown:
+            Path(args.markdown).write_text(markdown(doc))
+        return doc
+
+    # 1. Which solver/controller reaches LACE's accuracy with the fewest NFE (batch = reference latents).
+    if "search" not in args.skip:
+        results["search"] = nfe_search(setup, n_ref, zref, reps, quick)
+        lace = results["search"][0]          # the compat controller = torchdiffeq's dopri5 1e-3 (LACE's setting)
+        state["best"] = (json.loads(args.best) if args.best else
+                         pick_best(results["search"][1:], lace["jax_err_max"], lace["jax_acc"]))
+    else:
+        state["best"] = json.loads(args.best) if args.best else dict(BEST_DEFAULT)
+    log("best default:", state["best"])
+    best = state["best"]
+    emit()
+    if "compat" not in args.skip:
+        for b in batches:
+            results["compat"].append(compare(setup, b, dict(kind="ode", solver="dopri5", rtol=1e-3, atol=1e-3,
+                                                            batch_mode="joint", torchdiffeq_compat=True),
+                                             lace_torch, reps, zref, "compat", memory=b <= 512))
+            emit()
+    if "best" not in args.skip:
+        for b in batches:
+            results["best"].append(compare(setup, b, best, lace_torch, reps, zref, "best", memory=b <= 512))
+            emit()
+    if "drift" not in args.skip:
+        for b in ([64, 512] if quick else [1, 64, 512, 4096]):
+            results["drift"].append(drift_throughput(setup, b, reps))
+        emit()
+    if "euler" not in args.skip:
+        for b in ([8] if quick else [1, 64, 512]):
+            results["euler"].append(compare(setup, b, dict(kind="ode", solver="euler", step_size=0.01,
+                                                           batch_mode="joint"),
+                                            dict(method="euler", options=dict(step_size=0.01)), reps, zref,
+                                            "euler_step0.01", memory=False))
+        emit()
+    if "joint_vs_independent" not in args.skip:
+        for b in ([8, 64] if quick else [8, 64, 512]):
+            for mode in ("joint", "independent"):
+                results["joint_vs_independent"].append(jax_only(
+                    setup, b, dict(kind="ode", solver="dopri5", rtol=1e-3, atol=1e-3, batch_mode=mode), reps, zref,
+                    f"diffrax_dopri5_{mode}"))
+        emit()
+    if "bf16" not in args.skip:
+        state["bf16"] = matmul_peak(1024 if quick else 2048, jnp.bfloat16)
+    if "render" not in args.skip:
+        for b in ([8] if quick else [1, 8, 64]):
+            for rd in (("float32",) if quick else ("float32", "bfloat16")):
+                results["render"].append(compare(
+                    setup, b, dict(best, render_dtype=rd), lace_torch, max(3, reps - 2) if b >= 64 else reps, zref,
+                    f"end_to_end_{rd}", render=True, memory=False))
+                emit()
+    doc = emit(final=True)
+    print(json.dumps(doc, indent=1, default=float))
+
+
+# Fallback "best default" when the search is skipped (the search's pick in our CPU runs; docs/performance.md).
+BEST_DEFAULT = dict(kind="tc", solver="bosh3", rtol=1e-2, atol=1e-2, batch_mode="joint")
+
+
+def summarise(results, flops, peak, bf16) -> dict:
+    out = {}
+    for sec in ("compat", "best", "euler", "render"):
+        for r in results[sec]:
+            extra = "" if sec != "render" else "_" + r["config"].split("_")[-1]
+            out[f"ratio_{sec}{extra}_b{r['batch']}"] = round(r["ratio"], 3)
+    for r in results["drift"]:
+        out[f"drift_peak_fraction_b{r['batch']}"] = round(r["grad_of_sum_gflops"] / peak["gflops"], 3)
+        out[f"ratio_drift_vmap_over_sum_b{r['batch']}"] = round(r["vmap_grad_s"] / r["grad_of_sum_s"], 3)
+    for sec in ("compat", "best"):
+        for r in results[sec]:
+            achieved = flops["per_eval"] * r["batch"] * r["jax_nfe"] / r["jax_s"] / 1e9
+            out[f"solve_peak_fraction_{sec}_b{r['batch']}"] = round(achieved / peak["gflops"], 4)
+    if results["compat"] and results["best"]:
+        for rc, rb in zip(results["compat"], results["best"]):
+            out[f"nfe_saved_best_vs_lace_b{rc['batch']}"] = round(rc["torch_nfe"] / max(rb["jax_nfe"], 1), 3)
+    if bf16:
+        out["ratio_matmul_bf16_over_f32"] = round(bf16["gflops"] / peak["gflops"], 3)
+    return out
+
+
+def device_info() -> dict:
+    dev = jax.devices()[0]
+    cpu = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return dict(backend=jax.default_backend(), device=str(dev.device_kind), cpu=cpu, cores=os.cpu_count(),
+                platform=platform.platform())
+
+
+def versions(torch) -> dict:
+    import diffrax
+    import flax
+    import torchdiffeq
+    return dict(python=platform.python_version(), jax=jax.__version__, diffrax=diffrax.__version__,
+                flax=flax.__version__, numpy=np.__version__, torch=torch.__version__,
+                torchdiffeq=getattr(torchdiffeq, "__version__", "?"), torch_threads=torch.get_num_threads())
+
+
+def markdown(doc) -> str:
+    L = []
+    f = lambda x, n=3: "–" if x is None else (f"{x:.{n}g}" if isinstance(x, float) else str(x))
+    L.append(f"Run: {doc['date']}, {doc['device']['backend']} ({doc['device']['cpu']}, {doc['device']['cores']} "
+             f"cores), " + ", ".join(f"{k} {v}" for k, v in doc["versions"].items()) + ".\n")
+    L.append(f"Matmul peak (jitted {doc['matmul_peak']['n']}³ f32): {doc['matmul_peak']['gflops']:.1f} GFLOP/s. "
+             f"Drift FLOPs per sample and evaluation: {doc['flops']['per_eval'] / 1e6:.2f} MFLOP "
+             f"(forward {doc['flops']['forward'] / 1e6:.2f} + input gradient {doc['flops']['input_grad'] / 1e6:.2f}).\n")
+    head = ("| config | batch | torch s | JAX s | torch/JAX | NFE torch | NFE JAX | err torch | err JAX | acc torch | "
+            "acc JAX | JAX samples/s | JAX compile s | JAX peak MB | torch RSS+ MB |")
+    for sec in ("compat", "best", "euler", "render"):
+        rows = doc["results"][sec]
+        if not rows:
+            continue
+        L.append(f"\n### {sec}\n")
+        L.append(head)
+        L.append("|" + "---|" * head.count("|")[:-1] if False else "|" + "---|" * (head.count("|") - 1))
+        for r in rows:
+            mb = lambda v: "–" if v is None else f"{v / 2 ** 20:.1f}"
+            L.append(f"| {r['config']} | {r['batch']} | {f(r['torch_s'])} | {f(r['jax_s'])} | {r['ratio']:.2f} | "
+                     f"{r['torch_nfe']} | {r['jax_nfe']} | {f(r['torch_err_max'])} | {f(r['jax_err_max'])} | "
+                     f"{r['torch_acc']:.3f} | {r['jax_acc']:.3f} | {r['jax_samples_per_s']:.1f} | "
+                     f"{f(r['jax_compile_s'])} | {mb(r.get('jax_peak_bytes'))} | "
+                     f"{mb(r.get('torch_rss_growth_bytes'))} |")
+    for sec in ("joint_vs_independent", "search"):
+        rows = doc["results"][sec]
+        if not rows:
+            continue
+        L.append(f"\n### {sec}\n")
+        L.append("| config | batch | JAX s | NFE (max) | NFE (mean) | err vs 1e-6 ref | classifier acc |")
+        L.append("|---|---|---|---|---|---|---|")
+        for r in rows:
+            L.append(f"| {r['config']} | {r['batch']} | {f(r['jax_s'])} | {r['jax_nfe']} | {r['jax_nfe_mean']:.1f} | "
+                     f"{f(r['jax_err_max'])} | {r['jax_acc']:.3f} |")
+    if doc["results"]["drift"]:
+        L.append("\n### drift alone\n")
+        L.append("| batch | grad of sum s | vmap grad s | torch s | grad-of-sum GFLOP/s | torch GFLOP/s |")
+        L.append("|---|---|---|---|---|---|")
+        for r in doc["results"]["drift"]:
+            L.append(f"| {r['batch']} | {f(r['grad_of_sum_s'])} | {f(r['vmap_grad_s'])} | {f(r['torch_s'])} | "
+                     f"{r['grad_of_sum_gflops']:.1f} | {r['torch_gflops']:.1f} |")
+    L.append("\n### ratios\n")
+    L.append("```json\n" + json.dumps({k: v for k, v in doc.items() if k.startswith(("ratio_", "drift_", "solve_",
+                                                                                      "nfe_"))}, indent=1) + "\n```\n")
+    return "\n".join(L) + "\n"
+
+
+if __name__ == "__main__":
+    main()
