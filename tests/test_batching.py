@@ -1,0 +1,148 @@
+"""lace_jax.batching: per-sample keys (chunk-size and device-count invariance), resumable chunks, failures kept."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lace_jax import batching, demo2d, energy, sampling
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _toy_per_sample(params, key, index):
+    """Cheap stand-in sampler: z = scale·N(0, I) + shift; fails (NaN row) when z[0] < -1."""
+    z = jax.random.normal(key, (3,)) * params["scale"] + params["shift"]
+    ok = z[0] >= -1.0
+    return jnp.where(ok, z, jnp.nan), ok, {"nfe": jnp.int32(7) + index % 3}
+
+
+PARAMS = {"scale": jnp.float32(1.5), "shift": jnp.float32(0.25)}
+
+
+def _expected(seed: int, n: int) -> np.ndarray:
+    keys = jax.vmap(lambda i: batching.sample_key(seed, i))(jnp.arange(n))
+    z = np.asarray(jax.vmap(lambda k: jax.random.normal(k, (3,)))(keys)) * 1.5 + 0.25
+    return z
+
+
+def test_keys_per_sample_independent_of_chunk_size():
+    ref = _expected(5, 23)
+    for chunk in (4, 23, 50):
+        r = batching.generate(_toy_per_sample, PARAMS, num_samples=23, chunk_size=chunk, seed=5)
+        ok = ref[:, 0] >= -1
+        np.testing.assert_array_equal(r.success, ok)
+        np.testing.assert_allclose(r.z[ok], ref[ok], rtol=1e-6, atol=1e-6)
+        assert np.isnan(r.z[~ok]).all()
+        # failures are carried through and listed, never dropped
+        np.testing.assert_array_equal(r.failed_indices, np.flatnonzero(~ok))
+        assert 0 < len(r.failed_indices) < 23
+        np.testing.assert_array_equal(r.stats["nfe"], 7 + np.arange(23) % 3)
+
+
+def test_resume_after_interruption_recomputes_nothing(tmp_path):
+    calls: list[int] = []
+
+    def counted(params, key, index):
+        jax.debug.callback(lambda i: calls.extend(np.asarray(i).ravel().tolist()), index)
+        return _toy_per_sample(params, key, index)
+
+    full = batching.generate(_toy_per_sample, PARAMS, num_samples=18, chunk_size=4, seed=1)   # 5 chunks
+
+    seen = []
+
+    def stop_after_two(p: batching.Progress):
+        seen.append(p)
+        if p.computed and sum(q.computed for q in seen) == 2:
+            raise KeyboardInterrupt("simulated interruption")
+
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        batching.generate(counted, PARAMS, num_samples=18, chunk_size=4, seed=1, out_dir=out,
+                          progress=stop_after_two, fingerprint={"sampler": "toy"})
+    assert sorted(p.name for p in (out / "chunks").glob("chunk_*.npz")) == ["chunk_00000.npz", "chunk_00001.npz"]
+    assert sorted(calls) == list(range(8))
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "chunks").glob("chunk_*.npz")}
+
+    calls.clear()
+    lines = []
+    res = batching.generate(counted, PARAMS, num_samples=18, chunk_size=4, seed=1, out_dir=out,
+                            progress=lambda p: lines.append(p), fingerprint={"sampler": "toy"})
+    assert res.computed_chunks == (2, 3, 4)
+    assert sorted(calls) == list(range(8, 20))          # chunks 2..4 (the last one padded to 4 lanes)
+    assert [p.computed for p in lines] == [False, False, True, True, True]
+    assert lines[-1].done == 18 and lines[-1].failures == int((~full.success).sum())
+    for name, t in mtimes.items():                       # finished chunks were not rewritten
+        assert (out / "chunks" / name).stat().st_mtime_ns == t
+    np.testing.assert_array_equal(res.success, full.success)
+    np.testing.assert_array_equal(np.nan_to_num(res.z, nan=123.0), np.nan_to_num(full.z, nan=123.0))
+    np.testing.assert_array_equal(res.failed_indices, full.failed_indices)
+    merged = np.load(out / "samples.npz")
+    np.testing.assert_array_equal(merged["success"], full.success)
+
+    # a third run finds everything on disk
+    calls.clear()
+    again = batching.generate(counted, PARAMS, num_samples=18, chunk_size=4, seed=1, out_dir=out,
+                              fingerprint={"sampler": "toy"})
+    assert again.computed_chunks == () and calls == []
+
+
+def test_incomplete_chunk_is_recomputed_and_other_runs_refused(tmp_path):
+    out = tmp_path / "run"
+    batching.generate(_toy_per_sample, PARAMS, num_samples=8, chunk_size=4, seed=2, out_dir=out)
+    (out / "chunks" / "chunk_00001.npz").write_bytes(b"PK\x03\x04 truncated")
+    res = batching.generate(_toy_per_sample, PARAMS, num_samples=8, chunk_size=4, seed=2, out_dir=out)
+    assert res.computed_chunks == (1,)
+    with pytest.raises(batching.BatchError, match="seed"):
+        batching.generate(_toy_per_sample, PARAMS, num_samples=8, chunk_size=4, seed=3, out_dir=out)
+    with pytest.raises(batching.BatchError, match="chunk_size"):
+        batching.generate(_toy_per_sample, PARAMS, num_samples=8, chunk_size=2, seed=2, out_dir=out)
+
+
+def test_sampler_fn_matches_batch_of_one_runs():
+    """The per-sample wrapper around sampling.run: SGLD on the 2-D world equals direct batch-1 calls."""
+    cond = energy.parse("cluster=ne", demo2d.attributes())
+    opts = sampling.SamplerOptions(num_steps=5, step_size=0.05, noise_scale=0.3)
+    per = batching.sampler_fn("sgld", opts, 2)
+    res = batching.generate(per, cond, num_samples=3, chunk_size=2, seed=4)
+    for i in range(3):
+        k0, k1 = jax.random.split(batching.sample_key(4, i))
+        z0 = jax.random.normal(k0, (1, 2))
+        ref = sampling.run("sgld", cond, z0, k1, opts)
+        np.testing.assert_allclose(res.z[i], np.asarray(ref.z[0]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(res.stats["nfe"], [5, 5, 5])
+
+
+_SUBPROCESS = textwrap.dedent("""
+    import sys, numpy as np, jax
+    from lace_jax import batching, demo2d, energy, sampling
+    assert len(jax.devices()) == 4, jax.devices()
+    cond = energy.parse("cluster=ne", demo2d.attributes())
+    per = batching.sampler_fn("sgld", sampling.SamplerOptions(num_steps=5, step_size=0.05, noise_scale=0.3), 2)
+    r = batching.generate(per, cond, num_samples=10, chunk_size=5, seed=9)   # 5 -> padded to 8 over 4 devices
+    np.savez(sys.argv[1], z=r.z, success=r.success)
+""")
+
+
+def test_four_devices_same_samples_as_one(tmp_path):
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
+               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = tmp_path / "four.npz"
+    proc = subprocess.run([sys.executable, "-c", _SUBPROCESS, str(out)], env=env, cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    four = np.load(out)
+    cond = energy.parse("cluster=ne", demo2d.attributes())
+    per = batching.sampler_fn("sgld", sampling.SamplerOptions(num_steps=5, step_size=0.05, noise_scale=0.3), 2)
+    one = batching.generate(per, cond, num_samples=10, chunk_size=3, seed=9)
+    assert len(jax.devices()) == 1
+    np.testing.assert_array_equal(four["success"], one.success)
+    np.testing.assert_allclose(four["z"], one.z, rtol=1e-5, atol=1e-5)
