@@ -73,7 +73,7 @@ def factor_range(direction: Direction):
 
 @functools.partial(jax.jit, static_argnames=('iters',))
 def g_inverse(direction: Direction, t: Array, iters: int = 60) -> Array:
-    """Smallest-error ``a`` with ``g(a) = t`` by bisection (jit-friendly, fixed ``iters``); clamps to ``g``'s ends."""
+    """An ``a`` with ``g(a) = t`` by bisection (jit-friendly, fixed ``iters``); clamps to the ends of ``g``."""
     t = jnp.asarray(t, direction.u.dtype)
     lo = jnp.full(t.shape, direction.knots[0] - direction.half_width)
     hi = jnp.full(t.shape, direction.knots[-1] + direction.half_width)

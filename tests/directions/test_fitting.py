@@ -28,10 +28,10 @@ def test_monotone_fit_recovers_direction_and_law():
     lin = F.fit_linear(z0, z, delta)
     fit = F.fit_monotone(z0, z, delta, steps=500)
     d = fit.direction
-    assert float(lin.u @ u) > 0.97                       # moment direction alone: measured ~0.99
-    assert float(d.u @ u) > 0.99, float(d.u @ u)         # measured ~0.999
+    assert float(lin.u @ u) > 0.99                       # moment direction alone: measured 0.99975
+    assert float(d.u @ u) > 0.995, float(d.u @ u)        # measured 0.99988
     a = jnp.linspace(-2.0, 2.0, 21)
-    np.testing.assert_allclose(F.g_of(d, a), g(a), atol=0.01)   # the tanh law, not a line
+    np.testing.assert_allclose(F.g_of(d, a), g(a), atol=0.004)  # the tanh law, not a line; measured 8e-4
     assert float(fit.residual) < 0.005
     assert float(fit.loss[-1]) < 0.1 * float(fit.loss[0])
     assert bool(jnp.all(d.slopes >= 0))

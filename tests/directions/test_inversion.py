@@ -69,8 +69,8 @@ def test_inversion_recovers_generated_image(loss):
     final_mse = I.mse(gen(res.z), target)
     assert res.history.shape == (300, 6) and res.loss.shape == (6,)
     assert float(start.min()) > 1e-2                      # the start is visibly wrong
-    assert float(final_mse.max()) < 1e-4, (start, final_mse)   # measured ~1e-6
-    np.testing.assert_allclose(res.z, z_true, atol=0.05)  # and the latent itself comes back
+    assert float(final_mse.max()) < 1e-6, (start, final_mse)   # measured 8e-15 (mse), 1e-8 (fourier)
+    np.testing.assert_allclose(res.z, z_true, atol=5e-3)  # the latent itself comes back; measured 4e-4
 
 
 def test_invert_rejects_bad_shapes():
