@@ -44,7 +44,11 @@ def test_mixture_moments_and_mode_weights(method, step, n, kw):
 
 
 def test_mala_acceptance_strictly_between_0_and_1_and_falls_with_step():
-    rates = [float(_level("mala", h, 20)[1].mean()) for h in (0.05, 0.5, 2.0)]
+    """Measured rates 0.977, 0.529, 0.029 (step 0.05, 0.5, 2; one compilation, the step is traced)."""
+    e = gaussian_mixture(MEANS, WEIGHTS, SIGMA)
+    z0 = jax.random.normal(jax.random.PRNGKey(100), (512, 2))
+    f = jax.jit(lambda e, z, k, h: mcmc.mcmc_level(e, z, k, method="mala", num_steps=20, step_size=h))
+    rates = [float(f(e, z0, jax.random.PRNGKey(0), h)[1].mean()) for h in (0.05, 0.5, 2.0)]
     assert all(0.0 < r < 1.0 for r in rates), rates
     assert rates[0] > rates[1] > rates[2], rates
 
@@ -128,7 +132,7 @@ def test_bad_method_and_shapes_raise():
         mcmc.mcmc_level(e, jnp.zeros((2,)), jax.random.PRNGKey(0))
 
 
-@pytest.mark.parametrize("method", ["mala", "hmc"])
+@pytest.mark.parametrize("method", ["mala", pytest.param("hmc", marks=pytest.mark.slow)])
 def test_vmap_over_single_chains_equals_direct_calls(method):
     """Per-sample keys under vmap: row i of the vmapped batch equals a batch-of-1 call with key i."""
     e = gaussian_mixture(MEANS, WEIGHTS, SIGMA)

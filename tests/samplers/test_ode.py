@@ -146,8 +146,19 @@ def test_linear_gaussian_exact_solution_and_moments(solver, kw, atol):
     np.testing.assert_allclose(np.cov(z.T), cov, atol=0.06)       # SE ≈ 0.016–0.022
 
 
-def test_nfe_formula_matches_counted_evaluations():
-    """Count real drift evaluations with a host callback (B = 1) and compare with the reported NFE."""
+_NFE_CASES = [pytest.param(dict(solver="dopri5"), id="dopri5"), pytest.param(dict(solver="heun", num_steps=7), id="heun"),
+              pytest.param(dict(solver="dopri5", torchdiffeq_compat=True), id="compat"),
+              pytest.param(dict(solver="tsit5"), id="tsit5", marks=pytest.mark.slow),
+              pytest.param(dict(solver="dopri5", dt0=0.05), id="dopri5-dt0", marks=pytest.mark.slow),
+              pytest.param(dict(solver="euler", step_size=0.1), id="euler", marks=pytest.mark.slow),
+              pytest.param(dict(solver="dopri5", batch_mode="independent"), id="independent",
+                           marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("kw", _NFE_CASES)
+def test_nfe_formula_matches_counted_evaluations(kw):
+    """Count real drift evaluations with a host callback (B = 1) and compare with the reported NFE.
+    Measured (t_end = 1e-3): dopri5 37, tsit5 37, dopri5 dt0=0.05 37, heun 14, euler 10, compat 38."""
     calls = []
 
     def counted(a, z):
@@ -157,29 +168,33 @@ def test_nfe_formula_matches_counted_evaluations():
     a = jnp.asarray([0.6, -0.8], jnp.float32)
     e = E.continuous(Partial(counted, a), 0.7, 1.0)
     z0 = jnp.asarray([[0.3, 0.2]], jnp.float32)
-    for kw in [dict(solver="dopri5"), dict(solver="tsit5"), dict(solver="dopri5", dt0=0.05),
-               dict(solver="heun", num_steps=7), dict(solver="euler", step_size=0.1),
-               dict(solver="dopri5", torchdiffeq_compat=True), dict(solver="dopri5", batch_mode="independent")]:
-        calls.clear()
-        res = ode.sample_ode(e, z0, t_end=1e-3, **kw)
-        jax.block_until_ready(res.z)
-        jax.effects_barrier()
-        assert int(res.nfe[0]) == len(calls), (kw, int(res.nfe[0]), len(calls))
+    res = ode.sample_ode(e, z0, t_end=1e-3, **kw)
+    jax.block_until_ready(res.z)
+    jax.effects_barrier()
+    assert len(calls) > 5
+    assert int(res.nfe[0]) == len(calls), (kw, int(res.nfe[0]), len(calls))
 
 
 def _blowup(z):
     return -jnp.sum(jnp.exp(3.0 * z))   # ∇E drives z → +∞ in finite time
 
 
-def test_failures_are_masked_not_returned():
+@pytest.mark.parametrize("kw", [pytest.param(dict(solver="dopri5", max_steps=20), id="dopri5"),
+                                pytest.param(dict(solver="dopri5", torchdiffeq_compat=True, max_steps=20),
+                                             id="compat"),
+                                pytest.param(dict(solver="euler", step_size=0.01), id="euler",
+                                             marks=pytest.mark.slow)])
+def test_failures_are_masked_not_returned(kw):
     e = Partial(_blowup)
     z0 = jnp.asarray([[3.0, 3.0], [0.0, 0.0]], jnp.float32)
-    for kw in [dict(solver="dopri5", max_steps=20), dict(solver="dopri5", torchdiffeq_compat=True, max_steps=20),
-               dict(solver="euler", step_size=0.01)]:
-        res = ode.sample_ode(e, z0, **kw)
-        assert not np.any(np.asarray(res.success)), kw
-        assert np.all(np.isnan(np.asarray(res.z))), kw
-        assert np.all(np.asarray(res.result) != 0), kw
+    res = ode.sample_ode(e, z0, **kw)
+    assert not np.any(np.asarray(res.success)), kw
+    assert np.all(np.isnan(np.asarray(res.z))), kw
+    assert np.all(np.asarray(res.result) != 0), kw
+
+
+def test_failures_are_masked_per_sample_in_independent_mode():
+    e = Partial(_blowup)
     # independent mode: only the first sample fails (the blow-up term has weight 1 there and 0 in row 2)
     ok = E.continuous(Partial(_linear, jnp.asarray([1.0, 0.0], jnp.float32)), 0.0, 1.0)
     be = E.per_sample(lambda w: E.and_(E.weighted(e, w), ok), np.asarray([1.0, 0.0], np.float32))
