@@ -1,0 +1,110 @@
+"""lace_jax.worlds and the LACE configs: toy2d, clear missing-checkpoint errors, worlds built from converted fixtures
+reproducing LACE's reference energies."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lace_jax import energy as en
+from lace_jax import worlds
+from lace_jax.config import load_config
+
+LACE_CONFIGS = ("cifar10", "ffhq", "afhq_cat", "metfaces")
+
+
+def test_toy2d_world():
+    w = worlds.world_from_config("toy2d")
+    assert w.name == "toy2d" and w.latent_dim == 2 and w.render is None and w.mapping is None
+    assert set(w.attributes) == {"cluster", "right", "top", "radius", "x"}
+    assert w.sampler_options().t_end == 0.0 and w.sampler_options(rtol=1e-5).rtol == 1e-5
+    e = en.parse(w.expr, w.attributes)
+    assert np.isfinite(float(e(jnp.array([1.0, 1.0]))))
+
+
+@pytest.mark.parametrize("name", LACE_CONFIGS)
+def test_config_without_checkpoints_names_file_and_command(name, tmp_path):
+    cfg = load_config(name)
+    assert cfg["world"] == "lace" and cfg["sampler"]["rtol"] == cfg["sampler"]["atol"] == 1e-3
+    assert cfg["t_end"] == (0.0 if name == "cifar10" else 1e-3)
+    assert cfg["truncation_psi"] == (1.0 if name == "cifar10" else 0.7)
+    for a in cfg["use_attributes"]:
+        assert a in cfg["attributes"]
+    cfg["checkpoint_dir"] = str(tmp_path / "ckpt")
+    with pytest.raises(worlds.MissingCheckpointError) as info:
+        worlds.world_from_config(cfg)
+    msg = str(info.value)
+    expected = tmp_path / "ckpt" / "generator"
+    assert f"{expected}/lace_jax.json" in msg
+    assert f"python -m ports.convert --in <path to your {cfg['generator']['source']}> --out {expected}" in msg
+    assert isinstance(info.value, FileNotFoundError)
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory, fixtures):
+    """The fixture networks converted as a user would (`ports.convert`), in one checkpoint folder."""
+    from ports.convert import convert
+
+    root = tmp_path_factory.mktemp("ckpt")
+    convert(fixtures / "ada_cifar_small" / "network-snapshot.pkl", root / "cifar" / "generator")
+    convert(fixtures / "lace" / "dense_embedder_cifar.pt", root / "cifar" / "label")
+    convert(fixtures / "rosinality_small" / "checkpoint.pt", root / "ffhq" / "generator")
+    convert(fixtures / "lace" / "best_valid_ckpt_glasses.pt", root / "ffhq" / "glasses")
+    convert(fixtures / "lace" / "best_valid_ckpt_yaw.pt", root / "ffhq" / "yaw")
+    return root
+
+
+def test_cifar10_world_from_converted_fixtures(converted, lace_vectors):
+    cfg = load_config("cifar10")
+    cfg["checkpoint_dir"] = str(converted / "cifar")
+    w = worlds.world_from_config(cfg)
+    assert w.latent_dim == 64 and w.t_end == 0.0 and w.truncation_psi == 1.0     # sizes from the checkpoints
+    label = w.attributes["label"]
+    assert label.kind == "discrete" and label.num_classes == 10 and label.classes[3] == "cat"
+    z = jnp.asarray(lace_vectors["cifar_z"])
+    ys = lace_vectors["cifar_y"]
+    np.testing.assert_allclose(np.asarray(jax.vmap(w.mapping)(z)), lace_vectors["cifar_w"], rtol=1e-5, atol=1e-5)
+    cond = en.stack([label.energy(int(y)) for y in ys])
+    # LACE's get_cond_energy is energy_neg (larger = more likely); ours is E = −energy_neg
+    np.testing.assert_allclose(np.asarray(en.value(cond, z)), -lace_vectors["cifar_cond_energy"], rtol=1e-5,
+                               atol=1e-5)
+    # by name, through the expression language
+    e3 = en.parse("label=cat", w.attributes)
+    np.testing.assert_allclose(float(e3(z[0])), float(label.energy(3)(z[0])), rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_cifar10_world_renders_like_the_generator(converted, lace_vectors):
+    """render(z) = G(z, c = 0, ψ) with noise 'const' (LACE's generate_images after g)."""
+    from lace_jax import checkpoint
+    from lace_jax.models import stylegan2 as sg
+
+    cfg = load_config("cifar10")
+    cfg["checkpoint_dir"] = str(converted / "cifar")
+    w = worlds.world_from_config(cfg)
+    z = jnp.asarray(lace_vectors["cifar_z"][:2])
+    img = jax.jit(lambda r, z: r(z))(w.render, z)
+    g_cfg, g_vars = checkpoint.load_generator(converted / "cifar" / "generator")
+    ws = sg.mapping(g_cfg, g_vars, z, jnp.zeros((2, g_cfg.c_dim)))
+    ref = sg.synthesis(g_cfg, g_vars, ws, noise_mode="const")
+    assert img.shape == (2, 3, 32, 32)
+    np.testing.assert_allclose(np.asarray(img), np.asarray(ref), rtol=1e-5, atol=1e-5)
+
+
+def test_ffhq_world_from_converted_fixtures(converted, lace_vectors):
+    cfg = load_config("ffhq")
+    cfg["checkpoint_dir"] = str(converted / "ffhq")
+    cfg["use_attributes"] = ["glasses", "yaw"]
+    w = worlds.world_from_config(cfg)
+    assert w.latent_dim == 64 and w.t_end == 1e-3 and w.truncation_psi == 0.7
+    assert w.attributes["glasses"].kind == "discrete" and w.attributes["yaw"].kind == "continuous"
+    z = jnp.asarray(lace_vectors["ffhq_z"])
+    np.testing.assert_allclose(np.asarray(jax.vmap(w.mapping)(z)), lace_vectors["ffhq_w"], rtol=1e-5, atol=1e-5)
+    cond = en.parse("glasses=1 & yaw=0.5", w.attributes)
+    np.testing.assert_allclose(np.asarray(jax.vmap(cond)(z)), -lace_vectors["ffhq_cond_energy"], rtol=1e-5,
+                               atol=1e-5)
+    # a configured attribute whose classifier was not converted: the error names it
+    cfg["use_attributes"] = ["glasses", "smile"]
+    with pytest.raises(worlds.MissingCheckpointError, match="best_valid_ckpt_smile.pt"):
+        worlds.world_from_config(cfg)
