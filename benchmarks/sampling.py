@@ -32,6 +32,10 @@ import threading
 import time
 from pathlib import Path
 
+if "--jax-single-thread" in sys.argv:   # must be set before jax is imported
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -414,6 +418,8 @@ def main(argv=None):
     ap.add_argument("--markdown", type=str, default=None, help="write the Markdown report (docs/performance.md)")
     ap.add_argument("--best", type=str, default=None,
                     help="JSON dict of options for 'our best default' (default: the built-in choice)")
+    ap.add_argument("--jax-single-thread", action="store_true",
+                    help="XLA CPU with one intra-op thread (faster on an oversubscribed machine, see README)")
     ap.add_argument("--torch-device", type=str, default="cpu", help="torch device (cuda on a GPU machine)")
     ap.add_argument("--torch-threads", type=str, default="auto", help="'auto' (faster of 1 and all cores) or N")
     ap.add_argument("--skip", type=str, nargs="*", default=[],
@@ -440,7 +446,8 @@ def main(argv=None):
         summary = summarise(results, flops, peak, state["bf16"])
         doc = dict(benchmark="sampling", quick=quick, complete=final,
                    date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                   device=device_info(), versions=versions(torch), torch_threads=threads, setup=dict(
+                   device=device_info(), versions=versions(torch), torch_threads=threads,
+                   xla_flags=os.environ.get("XLA_FLAGS", ""), setup=dict(
                        generator=INIT_KWARGS, classifier=CLASSIFIER, ode=dict(LACE, t_start=1.0),
                        c="zeros [B, 10] (as LACE's CIFAR-10 sampling)", mapping="8 layers, lr multiplier 0.01",
                        latents="N(0, I), seed 1234; targets y = i mod 10", reference_latents=n_ref,
