@@ -146,3 +146,13 @@ def test_four_devices_same_samples_as_one(tmp_path):
     assert len(jax.devices()) == 1
     np.testing.assert_array_equal(four["success"], one.success)
     np.testing.assert_allclose(four["z"], one.z, rtol=1e-5, atol=1e-5)
+
+
+def test_per_sample_targets_from_the_index():
+    """`energy_for_index` builds sample i's energy from its index (here cluster = i mod 4), inside the jit."""
+    fn = demo2d.attributes()["cluster"].fn
+    opts = sampling.SamplerOptions(num_steps=40, step_size=0.05, noise_scale=0.05)
+    per = batching.sampler_fn("sgld", opts, 2, energy_for_index=lambda f, i: energy.discrete(f, i % 4))
+    res = batching.generate(per, fn, num_samples=16, chunk_size=8, seed=0)
+    assigned = np.asarray(jax.vmap(fn)(jnp.asarray(res.z))).argmax(-1)
+    np.testing.assert_array_equal(assigned, np.arange(16) % 4)
