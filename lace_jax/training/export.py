@@ -12,13 +12,17 @@ import json
 import shutil
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 
 from lace_jax import checkpoint
 from lace_jax.data import shapes
+from lace_jax.models import stylegan2 as sg
 from lace_jax.training import latent
+
+REFERENCE_SEED = 7
 
 
 def judge_config(model) -> dict:
@@ -36,6 +40,9 @@ def export_default(gan_dir: str | Path, judge_dir: str | Path, latent_dir: str |
     g_vars = {"params": g_vars["params"], "buffers": dict(g_vars["buffers"], mapping={"w_avg": jnp.asarray(w_avg)})}
     checkpoint.save_generator(out / "generator", g_cfg, g_vars, overwrite=True,
                               extra={"trained_steps": gcfg["trained_steps"], "ema": True})
+    z = jax.random.normal(jax.random.PRNGKey(REFERENCE_SEED), (4, g_cfg.z_dim))
+    np.savez(out / "reference_samples.npz", seed=np.int64(REFERENCE_SEED), z=np.asarray(z),
+             images=np.asarray(sg.generate(g_cfg, g_vars, z)))     # for the determinism test of the assets
     jmodel, jparams, jcfg = latent.load_judge(judge_dir)
     checkpoint.save(out / "judge", {"params": jparams}, judge_config(jmodel), "attribute_cnn", overwrite=True,
                     extra={"trained_steps": jcfg["trained_steps"]})
@@ -66,6 +73,7 @@ def _define_flags() -> None:
 
 def main(argv) -> None:
     del argv
+    logging.set_verbosity(logging.WARNING)
     extra = json.loads(Path(FLAGS.card).read_text()) if FLAGS.card else {}
     print(export_default(FLAGS.gan, FLAGS.judge, FLAGS.latent, FLAGS.out, extra))
 

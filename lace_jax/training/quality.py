@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
-from absl import app, flags
+from absl import app, flags, logging
 
 from lace_jax.data import shapes
 from lace_jax.metrics.frechet import frechet_distance
@@ -41,7 +41,9 @@ def generated_outputs(g_cfg, g_vars, judge_model, judge_params, key, num, batch=
 def measure(gan_dir, judge_dir, latent_dir, num: int, seed: int = 31) -> dict:
     t0 = time.time()
     g_cfg, g_vars, gcfg = latent.load_gan_ema(gan_dir)
-    w_avg = np.load(Path(latent_dir) / "w_avg.npy")
+    w_path = Path(latent_dir) / "w_avg.npy" if latent_dir else None
+    w_avg = np.load(w_path) if w_path is not None and w_path.is_file() else \
+        latent.estimate_w_avg(g_cfg, g_vars, jax.random.PRNGKey(0))     # ψ = 1 here: only recorded for symmetry
     g_vars = {"params": g_vars["params"], "buffers": dict(g_vars["buffers"], mapping={"w_avg": jnp.asarray(w_avg)})}
     jm, jp, _ = latent.load_judge(judge_dir)
     k_a, k_b, k_g, k_e = jax.random.split(jax.random.PRNGKey(seed), 4)
@@ -73,13 +75,14 @@ def _define_flags() -> None:
     """CLI flags, defined only when run as a script (library imports never touch absl flags)."""
     flags.DEFINE_string("gan", None, "shapes_gan workdir")
     flags.DEFINE_string("judge", None, "shapes_judge workdir")
-    flags.DEFINE_string("latent", None, "shapes_latent workdir (for w_avg)")
+    flags.DEFINE_string("latent", None, "shapes_latent workdir (for w_avg; optional)")
     flags.DEFINE_integer("num", 5000, "images per set")
     flags.DEFINE_string("out", "quality.json", "output JSON")
 
 
 def main(argv) -> None:
     del argv
+    logging.set_verbosity(logging.WARNING)
     result = measure(FLAGS.gan, FLAGS.judge, FLAGS.latent, FLAGS.num)
     Path(FLAGS.out).write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
