@@ -22,6 +22,7 @@ Design:
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -164,6 +165,8 @@ def read_chunk(path: Path, start: int, stop: int) -> Optional[dict]:
 
 
 def _manifest(num_samples: int, chunk_size: int, seed: int, fingerprint: Mapping | None) -> dict:
+    fingerprint = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
+                   for k, v in dict(fingerprint or {}).items()}   # e.g. {"options": SamplerOptions(...)}
     return records.to_jsonable({"format": "lace_jax.batching", "version": 1, "num_samples": int(num_samples),
                                 "chunk_size": int(chunk_size), "seed": int(seed),
                                 "fingerprint": dict(fingerprint or {})})

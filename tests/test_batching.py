@@ -107,12 +107,15 @@ def test_incomplete_chunk_is_recomputed_and_other_runs_refused(tmp_path):
         batching.generate(_toy_per_sample, PARAMS, num_samples=8, chunk_size=2, seed=2, out_dir=out)
 
 
-def test_sampler_fn_matches_batch_of_one_runs():
+def test_sampler_fn_matches_batch_of_one_runs(tmp_path):
     """The per-sample wrapper around sampling.run: SGLD on the 2-D world equals direct batch-1 calls."""
     cond = energy.parse("cluster=ne", demo2d.attributes())
     opts = sampling.SamplerOptions(num_steps=5, step_size=0.05, noise_scale=0.3)
     per = batching.sampler_fn("sgld", opts, 2)
-    res = batching.generate(per, cond, num_samples=3, chunk_size=2, seed=4)
+    res = batching.generate(per, cond, num_samples=3, chunk_size=2, seed=4, out_dir=tmp_path / "run",
+                            fingerprint={"sampler": "sgld", "options": opts, "expr": "cluster=ne"})
+    manifest = json.loads((tmp_path / "run" / "chunks" / "manifest.json").read_text())
+    assert manifest["fingerprint"]["options"]["step_size"] == 0.05 and manifest["num_samples"] == 3
     for i in range(3):
         k0, k1 = jax.random.split(batching.sample_key(4, i))
         z0 = jax.random.normal(k0, (1, 2))
