@@ -95,7 +95,7 @@ def dopri5_torchdiffeq(func: Callable[[jax.Array, jax.Array, Any], jax.Array], y
                 out = func(t, y, args)
             return jnp.asarray(sign, jnp.float32) * out.astype(jnp.float32), t
 
-        rtol32, atol32 = _f32(rtol), _f32(atol)
+        rtol32, atol32 = jnp.asarray(rtol, jnp.float32), jnp.asarray(atol, jnp.float32)  # may be traced
         t_evals = jnp.full((n_buf,), jnp.nan, jnp.float32)
 
         # ---- initial step (Hairer–Nørsett–Wanner), torchdiffeq `_select_initial_step`

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from lace_jax import energy as energy_lib
 from lace_jax.samplers._common import check_batch, grad
 
 BETA_MIN, BETA_MAX = 0.1, 20.0
@@ -76,3 +77,13 @@ def sample_sde_pc(energy: Any, z0: jax.Array, key: jax.Array, *, num_steps: int 
 
     (x, xm), _ = jax.lax.scan(level, (z0, z0), (ts, jax.random.split(key, n)))
     return SDEResult(xm if denoise else x, x, jnp.asarray(n * (int(n_corrector) + 1), jnp.int32))
+
+
+def sample_vpsde_pc(cond_energy: Any, z0: jax.Array, key: jax.Array, *, num_steps: int = 100,
+                    snr=0.16, corrector_steps: int = 1, t_start: float = 1.0, t_end: float = 1e-3,
+                    denoise: bool = True, beta_min=BETA_MIN, beta_max=BETA_MAX) -> SDEResult:
+    """LACE's latent VP-SDE, called like the PF-ODE with the CONDITIONAL energy: the prior ½‖z‖² is added here
+    (score −z − ∇E_cond(z), the stochastic counterpart of `ode.vp_drift`); see `sample_sde_pc`."""
+    return sample_sde_pc(energy_lib.with_prior(cond_energy), z0, key, num_steps=num_steps, t_start=t_start,
+                         t_end=t_end, snr=snr, n_corrector=corrector_steps, time_dependent=False, denoise=denoise,
+                         beta_min=beta_min, beta_max=beta_max)

@@ -41,6 +41,15 @@ def test_prior_is_preserved_in_lace_mode():
     np.testing.assert_allclose(np.cov(z.T), np.eye(3), atol=0.08)
 
 
+def test_lace_entry_point_adds_the_prior():
+    """`sample_vpsde_pc(cond)` equals `sample_sde_pc(with_prior(cond))` for the same key (E_cond = 0 here)."""
+    z0 = jax.random.normal(jax.random.PRNGKey(4), (16, 3))
+    a = sde.sample_vpsde_pc(E.zero(), z0, jax.random.PRNGKey(5), num_steps=20, corrector_steps=1)
+    b = sde.sample_sde_pc(E.with_prior(E.zero()), z0, jax.random.PRNGKey(5), num_steps=20, n_corrector=1)
+    np.testing.assert_allclose(np.asarray(a.z), np.asarray(b.z), rtol=1e-6, atol=1e-6)
+    assert int(a.nfe) == 40
+
+
 def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="num_steps"):
         sde.sample_sde_pc(E.with_prior(E.zero()), jnp.zeros((2, 2)), jax.random.PRNGKey(0), num_steps=0)
