@@ -40,3 +40,54 @@ def test_judge_resume_is_exact(tmp_path):
     assert (n1, n2) == (3, 6)
     for a, b in zip(jax.tree_util.tree_leaves(straight), jax.tree_util.tree_leaves(resumed)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def _tiny_gan_config(**kw):
+    cfg = load_config("shapes_gan")
+    cfg.update(resolution=16, d_channels=[8, 16, 16], batch_size=8, r1_interval=2, ema_kimg=0.05)
+    cfg["generator"].update(z_dim=8, w_dim=8, channels={4: 16, 8: 16, 16: 8})
+    cfg.update(kw)
+    return cfg
+
+
+def _gan_run(cfg, workdir, num_steps, log=None):
+    from lace_jax.data import shapes
+    from lace_jax.training import gan, gan_run
+    _, _, _, state, g_apply, d_apply, k_train = gan_run.build(cfg)
+    h = gan_run.hyper(cfg)
+    step_fn = gan.make_steps(g_apply, d_apply, lambda k, b: shapes.sample(k, b, cfg["resolution"])[0], h, k_train)
+    return loop.run(state, step_fn, num_steps=num_steps, workdir=workdir, ckpt_every=1000, log_every=1, on_log=log)
+
+
+@pytest.mark.slow
+def test_tiny_gan_run_each_player_lowers_its_loss(tmp_path):
+    """Against a frozen generator (g_lr = 0) the discriminator's loss falls; against a frozen discriminator
+    (d_lr = 0, no R1) the generator's loss falls. Measured at this seed (15 steps, batch 8, 16×16):
+    D: first-3 mean 1.24 → last-3 mean 0.90; G: 1.13 → 0.80."""
+    logs = []
+    _gan_run(_tiny_gan_config(g_lr=0.0), tmp_path / "d", 15, log=lambda s, m, r: logs.append(m))
+    d = np.array([m["loss_d"] for m in logs])
+    assert d[-3:].mean() < d[:3].mean() - 0.2, d
+    assert logs[-1]["r1"] > 0                                # lazy R1 ran
+    logs = []
+    _gan_run(_tiny_gan_config(d_lr=0.0, r1_gamma=0.0), tmp_path / "g", 15, log=lambda s, m, r: logs.append(m))
+    g = np.array([m["loss_g"] for m in logs])
+    assert g[-3:].mean() < g[:3].mean() - 0.1, g
+    assert np.all(np.isfinite(g))
+
+
+@pytest.mark.slow
+def test_gan_resume_is_exact(tmp_path):
+    """Run 6 steps straight vs 3 steps, stop, resume to 6: G, D, EMA G and both Adam states bit-identical
+    (R1 runs at steps 0, 2, 4, so the resumed part includes a regularisation step)."""
+    cfg = _tiny_gan_config()
+    straight, _ = _gan_run(cfg, tmp_path / "a", 6)
+    _gan_run(cfg, tmp_path / "b", 3)
+    resumed, n = _gan_run(cfg, tmp_path / "b", 6)
+    assert n == 6
+    assert jax.tree_util.tree_structure(straight) == jax.tree_util.tree_structure(resumed)
+    for a, b in zip(jax.tree_util.tree_leaves(straight), jax.tree_util.tree_leaves(resumed)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    moved = [float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in
+             zip(jax.tree_util.tree_leaves(straight["g"]), jax.tree_util.tree_leaves(straight["g_ema"]))]
+    assert max(moved) > 0                                    # EMA differs from G: the test is not vacuous
