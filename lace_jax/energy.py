@@ -327,18 +327,29 @@ def value(energy, z: jax.Array, *args) -> jax.Array:
     return jax.vmap(lambda zi: energy(zi, *args))(z)
 
 
+def _summed(energy, args: tuple) -> Callable:
+    """`z[B, D] -> (Σ_b E(z_b), E[B])`. Samples are independent, so the gradient of the sum IS the per-sample
+    gradient, computed in one batched backward pass — measurably cheaper than vmapping per-sample gradients
+    (1.44× on the LACE CIFAR drift at batch 64, benchmarks/sampling.py)."""
+    def f(z):
+        e = jax.vmap(lambda zi: energy(zi, *args))(z)
+        return jnp.sum(e), e
+    return f
+
+
 def grad(energy, z: jax.Array, *args) -> jax.Array:
     """∇_z E for a batch `z[B, D]` → `[B, D]` (per-sample energy or `BatchedEnergy`)."""
     if isinstance(energy, BatchedEnergy):
         return energy.grad(z, *args)
-    return jax.vmap(lambda zi: jax.grad(energy)(zi, *args))(z)
+    return jax.grad(_summed(energy, args), has_aux=True)(z)[0]
 
 
 def value_and_grad(energy, z: jax.Array, *args) -> tuple[jax.Array, jax.Array]:
     """`(E [B], ∇_z E [B, D])` for a batch (per-sample energy or `BatchedEnergy`)."""
     if isinstance(energy, BatchedEnergy):
         return energy.value_and_grad(z, *args)
-    return jax.vmap(lambda zi: jax.value_and_grad(energy)(zi, *args))(z)
+    g, e = jax.grad(_summed(energy, args), has_aux=True)(z)
+    return e, g
 
 
 # --------------------------------------------------------------------------------------------------------------
