@@ -144,7 +144,8 @@ def sample_ode(energy: Any, z0: jax.Array, *, t_start: float = 1.0, t_end: float
     `drift="lace"`: `energy` is the conditional energy E_cond(z), drift ½β∇E_cond (LACE). `drift="diffused"`:
     `energy` is the FULL energy of the VP-diffused density, called `energy(z, t)`, and the drift is the exact
     VP probability flow −½β(t)(z − ∇_z E(z, t)) (then N(0, I) at t = 1 is carried to exp(−E(·, t_end))).
-    Static: t_start, t_end, solver, tolerances, step options, max_steps, batch_mode, compat flag. Traced: energy
+    Static: t_start, t_end, solver, step options, max_steps, batch_mode, compat flag. rtol/atol may be traced
+    (Diffrax's controller only does arithmetic with them; tests/test_sweeps.py checks identical results). Traced: energy
     (its leaves: weights, targets), z0 — so one jit serves new attribute values, weights and inputs."""
     z0 = check_batch(z0)
     if solver not in SOLVERS:
