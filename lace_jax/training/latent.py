@@ -127,30 +127,34 @@ def evaluate_classifier(cfg: dict, variables, x: np.ndarray, y: np.ndarray) -> d
 
 def load_gan_ema(gan_workdir: str | Path) -> tuple[sg.StyleGAN2Config, dict, dict]:
     """(generator config, EMA variables with w_avg unset, the GAN run's config) from a shapes_gan workdir."""
-    gan_workdir = Path(gan_workdir)
-    gcfg = json.loads((gan_workdir / "config.json").read_text())
+    gcfg = _run_config(gan_workdir)
     g_cfg, buffers, _, template, *_ = gan_run.build(gcfg)
-    manager = loop.checkpoint_manager(gan_workdir / "checkpoints")
-    state, step = loop.restore_latest(manager, template)
-    manager.close()
-    if step == 0:
-        raise FileNotFoundError(f"no GAN checkpoint in {gan_workdir}/checkpoints")
-    gcfg["trained_steps"] = step
+    state = _restore_newest(gan_workdir, template, gcfg, "GAN")
     return g_cfg, {"params": state["g_ema"], "buffers": buffers}, gcfg
 
 
 def load_judge(judge_workdir: str | Path) -> tuple[AttributeCNN, dict, dict]:
     """(judge module, params, the judge run's config) from a shapes_judge workdir."""
-    judge_workdir = Path(judge_workdir)
-    jcfg = json.loads((judge_workdir / "config.json").read_text())
+    jcfg = _run_config(judge_workdir)
     model, _, template = judge.init_state(jcfg, jax.random.PRNGKey(0))
-    manager = loop.checkpoint_manager(judge_workdir / "checkpoints")
+    state = _restore_newest(judge_workdir, template, jcfg, "judge")
+    return model, state["params"], jcfg
+
+
+def _run_config(workdir: str | Path) -> dict:
+    return json.loads((Path(workdir) / "config.json").read_text())
+
+
+def _restore_newest(workdir: str | Path, template, run_config: dict, what: str):
+    """The newest checkpoint of a training workdir restored against `template`; records `trained_steps` in
+    `run_config`. No checkpoint is a FileNotFoundError naming the folder."""
+    manager = loop.checkpoint_manager(Path(workdir) / "checkpoints")
     state, step = loop.restore_latest(manager, template)
     manager.close()
     if step == 0:
-        raise FileNotFoundError(f"no judge checkpoint in {judge_workdir}/checkpoints")
-    jcfg["trained_steps"] = step
-    return model, state["params"], jcfg
+        raise FileNotFoundError(f"no {what} checkpoint in {Path(workdir)}/checkpoints")
+    run_config["trained_steps"] = step
+    return state
 
 
 def estimate_w_avg(g_cfg: sg.StyleGAN2Config, g_vars: dict, key: jax.Array, num: int = 10000) -> np.ndarray:
