@@ -7,6 +7,8 @@ of the config it came from.
 
 `world_from_config(config)` builds one from a config dict (`configs/*.py`):
 * `{"world": "toy2d"}` — the 2-D demo world (`lace_jax.demo2d`), classifiers defined in code.
+* `{"world": "shapes", ...}` — the shipped default model (`lace_jax.default`, or `model_dir` laid out like it):
+  StyleGAN2 on the procedural shapes world, latent classifiers on w (or z), the image judge and real renders.
 * `{"world": "lace", ...}` — user-brought LACE weights converted with `python -m ports.convert`: a generator
   checkpoint and one LACE `DenseEmbedder` checkpoint per attribute (or one multi-class classifier, as CIFAR-10).
   Paths are relative to `checkpoint_dir` unless absolute. Sizes (z_dim, w_dim, number of classes) come from the
@@ -30,7 +32,7 @@ import jax.numpy as jnp
 
 from lace_jax import energy as en
 
-WORLDS = ("toy2d", "lace")
+WORLDS = ("toy2d", "shapes", "lace")
 
 
 class MissingCheckpointError(FileNotFoundError):
@@ -66,7 +68,8 @@ class World:
     mapping: Optional[Callable] = None         # z[D] -> w (pytree-callable); None: classifiers read z
     truncation_psi: float = 1.0
     t_end: float = 0.0
-    judge: Optional[Callable] = None           # images -> judge outputs (optional; evaluation only)
+    judge: Optional[Callable] = None           # images -> {"labels": {name: [B]}, "features": [B, F]} (evaluation)
+    real_images: Optional[Callable] = None     # (key, n) -> NCHW real images in [−1, 1] (Fréchet reference)
     sampler: Mapping[str, Any] = dataclasses.field(default_factory=dict)   # default sampler name + options
     sgld: Mapping[str, Any] = dataclasses.field(default_factory=dict)      # LACE's SGLD settings
     expr: str = ""                              # a default expression
@@ -93,6 +96,72 @@ def toy2d_world(config: Mapping[str, Any] | None = None) -> World:
     return World(name="toy2d", attributes=demo2d.attributes(), latent_dim=2, t_end=float(config.get("t_end", 0.0)),
                  sampler=dict(config.get("sampler", {})), sgld=dict(config.get("sgld", {})),
                  expr=str(config.get("expr", "radius=2 & (cluster=ne | cluster=sw)")), config=config)
+
+
+@flax.struct.dataclass
+class ShapesJudge:
+    """The shapes world's image judge as a pytree-callable: `judge(images[B,3,R,R])` → `{"labels": {name: [B]},
+    "features": [B, F]}` (class index per discrete factor, regressed value in [0, 1] per continuous factor,
+    penultimate features for Fréchet distances)."""
+    params: Any
+    model: Any = flax.struct.field(pytree_node=False, default=None)
+
+    def __call__(self, images: jax.Array) -> dict:
+        out = self.model.apply({"params": self.params}, images)
+        labels = {name: jnp.argmax(out["logits"][name], -1) for name, _ in self.model.discrete}
+        labels.update({name: out["values"][:, i] for i, name in enumerate(self.model.continuous)})
+        return {"labels": labels, "features": out["features"]}
+
+
+def _shapes_real_images(resolution: int):
+    from lace_jax.data import shapes
+
+    def real(key: jax.Array, n: int) -> jax.Array:
+        return shapes.sample(key, int(n), resolution)[0]
+
+    return real
+
+
+def shapes_world(config: Mapping[str, Any] | None = None) -> World:
+    """The shipped default model (`model_dir`: a directory laid out like `lace_jax/assets/default/`; None: the
+    shipped one) with classifiers on `classifier_space` ('w' as LACE, or 'z') and truncation ψ."""
+    from lace_jax.default import load_default
+    from lace_jax.models.classifiers import MappingW
+
+    config = dict(config or {"world": "shapes"})
+    model_dir = config.get("model_dir")
+    if model_dir is not None and not (Path(model_dir).expanduser() / "model_card.json").is_file():
+        raise MissingCheckpointError(
+            f"shapes: no default-model directory at {model_dir} (expected {Path(model_dir) / 'model_card.json'}, "
+            "laid out like lace_jax/assets/default/; python -m lace_jax.training.export writes one)")
+    model = load_default(None if model_dir is None else Path(model_dir).expanduser())
+    space = str(config.get("classifier_space", "w"))
+    if space not in ("w", "z"):
+        raise ValueError(f"shapes: classifier_space must be 'w' or 'z', got {space!r}")
+    psi = float(config.get("truncation_psi", 1.0))
+    g_cfg = model.generator_config
+    mapping = MappingW.create(g_cfg, model.generator, truncation_psi=psi)
+    table = model.classifiers_z if space == "z" else {n: c.replace(g=mapping) for n, c in model.classifiers.items()}
+    attributes: dict[str, en.Attribute] = {}
+    for spec in model.specs:
+        name = spec["name"]
+        if name not in table:
+            continue
+        if spec["kind"] == "discrete":
+            attributes[name] = en.Attribute("discrete", table[name], classes=tuple(spec["classes"]),
+                                            temperature=float(config.get("dis_temp", 1.0)))
+        else:
+            attributes[name] = en.Attribute("continuous", table[name], value_range=tuple(spec["range"]),
+                                            sigma=float(config.get("sigma", 0.1)))
+    render = GeneratorRender(variables=model.generator, c=None, truncation_psi=jnp.float32(psi), config=g_cfg,
+                             noise_mode=str(config.get("noise_mode", "const")))
+    return World(name="shapes", attributes=attributes, latent_dim=g_cfg.z_dim, render=render,
+                 mapping=mapping if space == "w" else None, truncation_psi=psi,
+                 t_end=float(config.get("t_end", 0.0)),
+                 judge=ShapesJudge(params=model.judge_params, model=model.judge_model),
+                 real_images=_shapes_real_images(g_cfg.img_resolution),
+                 sampler=dict(config.get("sampler", {})), sgld=dict(config.get("sgld", {})),
+                 expr=str(config.get("expr", "shape=circle")), config=config)
 
 
 def _resolve(config: Mapping[str, Any], path: str) -> Path:
@@ -200,10 +269,13 @@ def world_from_config(config: Mapping[str, Any] | str) -> World:
     kind = config.get("world")
     if kind == "toy2d":
         return toy2d_world(config)
+    if kind == "shapes":
+        return shapes_world(config)
     if kind == "lace":
         return lace_world(config)
     raise ValueError(f"unknown world {kind!r} in config; known: {', '.join(WORLDS)}")
 
 
-__all__ = ["World", "GeneratorRender", "MissingCheckpointError", "toy2d_world", "lace_world", "world_from_config",
+__all__ = ["World", "GeneratorRender", "ShapesJudge", "MissingCheckpointError", "toy2d_world", "shapes_world",
+           "lace_world", "world_from_config",
            "WORLDS"]

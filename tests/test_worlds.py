@@ -108,3 +108,29 @@ def test_ffhq_world_from_converted_fixtures(converted, lace_vectors):
     cfg["use_attributes"] = ["glasses", "smile"]
     with pytest.raises(worlds.MissingCheckpointError, match="best_valid_ckpt_smile.pt"):
         worlds.world_from_config(cfg)
+
+
+def test_shapes_world_from_the_shipped_model():
+    """The default world: attributes with class names/ranges, render → judge round trip, z and w spaces differ."""
+    w = worlds.world_from_config("shapes")
+    assert w.name == "shapes" and w.latent_dim == 64 and w.mapping is not None
+    assert w.attributes["shape"].classes == ("square", "circle", "triangle", "star")
+    assert w.attributes["size"].value_range == (0.0, 1.0)
+    z = jax.random.normal(jax.random.PRNGKey(0), (3, w.latent_dim))
+    images = w.render(z)
+    assert images.shape == (3, 3, 32, 32) and float(jnp.max(jnp.abs(images))) < 1.5
+    out = w.judge(images)
+    assert out["labels"]["shape"].shape == (3,) and out["features"].shape[0] == 3
+    real = w.real_images(jax.random.PRNGKey(1), 2)
+    assert real.shape == (2, 3, 32, 32)
+    judged = w.judge(real)["labels"]
+    wz = worlds.world_from_config({"world": "shapes", "classifier_space": "z"})
+    assert wz.mapping is None
+    e_w, e_z = (en.parse("shape=circle & size=0.5", x.attributes)(z[0]) for x in (w, wz))
+    assert np.isfinite(float(e_w)) and np.isfinite(float(e_z)) and float(e_w) != float(e_z)
+    assert set(judged) >= {"shape", "background", "size", "x", "y", "hue"}
+
+
+def test_shapes_world_missing_model_dir(tmp_path):
+    with pytest.raises(worlds.MissingCheckpointError, match="model_card.json"):
+        worlds.world_from_config({"world": "shapes", "model_dir": str(tmp_path / "nowhere")})

@@ -1,0 +1,30 @@
+"""The shipped default model (lace_jax/assets/default): StyleGAN2 on the procedural shapes world.
+
+`python sample.py` uses this config. Classifiers read w = mapping(z) as LACE's CIFAR-10 (`classifier_space: 'z'`
+switches to the z classifiers); ψ = 1 (no truncation) and t from 1 to 0 as LACE's CIFAR-10 settings, dopri5 with
+rtol = atol = 1e-3, SGLD η = s = 0.01 for 100 steps. `model_dir` points at another directory laid out like the
+shipped assets (e.g. a model you trained with train.py and exported with `python -m lace_jax.training.export`).
+
+Attributes: shape (square, circle, triangle, star), background (black, grey, white), size, x, y, hue in [0, 1]
+(see docs/default_model.md for their physical meaning).
+"""
+
+
+def get_config() -> dict:
+    return {
+        "world": "shapes",
+        "name": "shapes",
+        "model_dir": None,                 # None: the shipped default model
+        "classifier_space": "w",
+        "truncation_psi": 1.0,
+        "t_end": 0.0,
+        "dis_temp": 1.0,
+        "noise_mode": "const",
+        "sampler": {"name": "ode", "solver": "dopri5", "rtol": 1e-3, "atol": 1e-3, "batch_mode": "independent"},
+        "sgld": {"num_steps": 100, "step_size": 1e-2, "noise_scale": 1e-2},
+        "expr": "shape=circle",
+        # what `python sample.py` draws with no condition flags: one labelled grid row per condition
+        "conditions": ["shape=square", "shape=circle", "shape=triangle", "shape=star"],
+        "samples_per_condition": 8,
+        "chunk_size": 256,
+    }
