@@ -275,6 +275,15 @@ class BatchedEnergy:
         return jax.vmap(lambda e, zi: jax.value_and_grad(e)(zi, *args),
                         in_axes=(self._in_axes(), 0))(self.energy, z)
 
+    def take(self, index) -> Any:
+        """Sample `index`'s energy (a scalar index: a plain energy) or a sub-batch (an index vector: a
+        `BatchedEnergy`); shared leaves stay shared. Works on traced indices (inside jit/vmap)."""
+        index = jnp.asarray(index)
+        leaves = [leaf if ax is None else jnp.asarray(leaf)[index]
+                  for leaf, ax in zip(jax.tree_util.tree_leaves(self.energy), self.axes)]
+        energy = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(self.energy), leaves)
+        return energy if index.ndim == 0 else BatchedEnergy(energy=energy, axes=self.axes)
+
     @property
     def batch_size(self) -> int:
         for leaf, ax in zip(jax.tree_util.tree_leaves(self.energy), self.axes):
