@@ -1,47 +1,171 @@
 """Sample latents under composed attribute energies and write what a researcher looks at and parses.
 
-    python sample.py                                   # the 2-D demo world, its default expression, the ODE
-    python sample.py --expr "cluster=ne | radius=1" --sampler mala --num_samples 2000
-    python sample.py --attr right=yes --attr top=no --sampler sgld --num_steps 200
+    python sample.py                                         # shipped shapes model: one row per shape, PF-ODE
+    python sample.py --attr shape=circle --attr size=0.7     # conditional (the --attr are AND-ed)
+    python sample.py --expr "shape=circle & !background=white | size=0.2" --num_samples 64
+    python sample.py --edit shape=star --edit background=black --edit size=0.9   # sequential editing
+    python sample.py --expr "shape=star" --sampler sgld --num_steps 100 --step_size 0.01
+    python sample.py --config toy2d --expr "cluster=ne | radius=1"           # the 2-D demo world
+    python sample.py --config ffhq --checkpoint_dir ~/lace_ckpt/ffhq         # your converted LACE weights
+    python sample.py --sweep sweep_robustness                                # a grid of sampler settings
 
-Writes into --out_dir: `samples.png` (a picture), `samples.npz` (latents and success mask), `record.json` (all
-flags, versions, device, sampler statistics, failures, wall time). Bad input exits with code 2 and a reason.
+Every condition's samples are computed in resumable chunks (`--chunk_size`) sharded over all local devices;
+re-running the same command in the same --out_dir continues where an interrupted run stopped. Writes into
+--out_dir: `grid.png` (one labelled row per condition or edit step), `condition_<k>.png` / `edit_<k>.png`,
+`samples.npz` (latents with NaN rows for failed solves, success mask, images of the successful samples) and
+`record.json` (all flags, versions, device, per-sample solver statistics, failures, wall time), written last.
+Bad input exits with code 2 and a one-line reason.
 """
 from __future__ import annotations
 
+import json
+import re
+import shutil
 import sys
 import time
 from pathlib import Path
 
 from absl import flags
 
-from lace_jax import cli
+from lace_jax import cli, cli_flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("world", "toy2d", ["toy2d"], "which latent world to sample (toy2d: the 2-D demo; the shipped "
-                  "image model arrives with the default-model work)")
-flags.DEFINE_string("expr", None, "attribute expression, e.g. \"cluster=ne & !radius=1\" (precedence ! > & > |)")
-flags.DEFINE_multi_string("attr", [], "attribute condition name=value (repeatable; AND-ed with --expr)")
-flags.DEFINE_enum("sampler", "ode", ["ode", "sgld", "ula", "mala", "hmc", "uhmc", "sde"], "sampler")
-flags.DEFINE_enum("solver", "dopri5", ["dopri5", "tsit5", "heun", "euler"], "ODE solver")
-flags.DEFINE_float("rtol", 1e-3, "ODE relative tolerance (adaptive solvers)")
-flags.DEFINE_float("atol", 1e-3, "ODE absolute tolerance (adaptive solvers)")
-flags.DEFINE_integer("num_steps", None, "fixed-step ODE steps, or Langevin/MCMC/SDE steps (default 100)")
-flags.DEFINE_float("t_end", 0.0, "ODE end time (LACE: 0 for CIFAR-10, 1e-3 for FFHQ)")
-flags.DEFINE_enum("batch_mode", "independent", ["independent", "joint"], "ODE batch mode")
-flags.DEFINE_float("step_size", 0.01, "Langevin/MCMC step size η")
-flags.DEFINE_float("noise_scale", 0.01, "SGLD noise scale s (independent of η, as LACE)")
-flags.DEFINE_integer("num_leapfrog", 3, "HMC/U-HMC leapfrog steps")
-flags.DEFINE_float("damping", 0.5, "U-HMC damping")
-flags.DEFINE_integer("num_samples", 1000, "number of samples")
-flags.DEFINE_integer("seed", 0, "PRNG seed")
-flags.DEFINE_string("out_dir", "out/sample", "output directory")
+cli_flags.define()
+flags.DEFINE_string("out_dir", "out/sample", "output directory (re-running into it resumes finished chunks)")
+flags.DEFINE_integer("grid_columns", 8, "samples per grid row")
+flags.DEFINE_bool("save_images", True, "store the generated images (uint8) in samples.npz")
+flags.DEFINE_bool("fresh", False, "delete earlier chunks in --out_dir instead of resuming them")
 
-DEFAULT_EXPR = {"toy2d": "radius=2 & (cluster=ne | cluster=sw)"}
+OUTPUTS = ("record.json", "samples.npz", "grid.png")
 
 
 def _progress(msg: str) -> None:
     print(f"[sample] {msg}", flush=True)
+
+
+def _prepare_out_dir(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise cli.UserError(f"cannot write to --out_dir {out_dir}: {err.strerror or err}") from None
+    for stale in list(OUTPUTS) + [p.name for p in out_dir.glob("condition_*.png")] + \
+            [p.name for p in out_dir.glob("edit_*.png")]:
+        (out_dir / stale).unlink(missing_ok=True)      # never leave an old run looking like this one
+    if FLAGS.fresh:
+        for d in ("conditions", "edits"):
+            shutil.rmtree(out_dir / d, ignore_errors=True)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9=._-]+", "_", text).strip("_")[:60]
+
+
+def _batch_progress(prefix: str):
+    def report(p) -> None:
+        _progress(f"{prefix}: {p.line()}")
+    return report
+
+
+def _upscale(images_u8, factor: int):
+    import numpy as np
+    return np.repeat(np.repeat(images_u8, factor, axis=1), factor, axis=2) if factor > 1 else images_u8
+
+
+def _image_rows(world, zs, labels, ncols: int):
+    """One labelled grid: row r shows up to `ncols` successful samples of zs[r]; returns (HWC uint8, images)."""
+    import numpy as np
+
+    from lace_jax import images, workflow
+
+    rows, all_u8 = [], []
+    for z in zs:
+        ok = np.all(np.isfinite(z), axis=-1)
+        imgs = workflow.render(world, z) if len(z) else np.zeros((0, 3, 32, 32), np.float32)
+        u8 = images.to_uint8_nhwc(np.nan_to_num(imgs)) if len(z) else np.zeros((0, 32, 32, 3), np.uint8)
+        all_u8.append(u8)
+        shown = u8[ok][:ncols]
+        h, w = u8.shape[1:3] if len(u8) else (32, 32)
+        row = np.full((ncols, h, w, 3), 255, np.uint8)
+        row[:len(shown)] = shown
+        rows.append(row)
+    factor = max(1, 64 // rows[0].shape[1]) if rows else 1
+    tiles = _upscale(np.concatenate(rows), factor)
+    grid = images.make_grid(tiles, ncols=ncols)
+    row_h = (grid.shape[0] - 2) // len(zs)
+    return images.label_rows(grid, labels, row_h, width=230), all_u8
+
+
+def _sample_conditions(world, conds, sampler, options, n, chunk, out_dir):
+    import numpy as np
+
+    from lace_jax import batching, workflow
+
+    cache: dict = {}
+    results = []
+    for k, expr in enumerate(conds):
+        _progress(f"condition {k + 1}/{len(conds)}: {expr!r} ({n} samples, {sampler})")
+        try:
+            res = workflow.sample_condition(world, expr, num_samples=n, seed=FLAGS.seed + k, sampler=sampler,
+                                            options=options, chunk_size=chunk,
+                                            out_dir=out_dir / "conditions" / f"{k:02d}",
+                                            progress=_batch_progress(f"condition {k + 1}"), cache=cache)
+        except batching.BatchError as err:
+            raise cli.UserError(f"{err} (use another --out_dir or --fresh)") from None
+        n_fail = int((~res.success).sum())
+        if n_fail:
+            _progress(f"condition {k + 1}: {n_fail}/{n} solves failed (indices {res.failed_indices[:10].tolist()}"
+                      f"{' ...' if n_fail > 10 else ''}); they are excluded from grids and images")
+        results.append(res)
+    if all(not r.success.any() for r in results):
+        raise cli.UserError(f"every sample failed ({sampler}); the energy or the solver settings give NaN or "
+                            "too many steps; see --max_steps, --rtol/--atol or another --sampler")
+    return results
+
+
+def _edit(world, edits, sampler, options, n, chunk, out_dir):
+    from lace_jax import batching, workflow
+
+    _progress(f"sequential editing: {' -> '.join(edits)} ({n} samples, {sampler})")
+    try:
+        z_start, steps = workflow.sequential_edit(
+            world, edits, num_samples=n, seed=FLAGS.seed, sampler=sampler, options=options, chunk_size=chunk,
+            out_dir=out_dir / "edits", reg_z=FLAGS.reg_z, reg_logits=FLAGS.reg_logits, cache={},
+            progress=lambda k, p: _progress(f"edit {k + 1}/{len(edits)} ({edits[k]}): {p.line()}"))
+    except batching.BatchError as err:
+        raise cli.UserError(f"{err} (use another --out_dir or --fresh)") from None
+    last = steps[-1].result
+    if not last.success.any():
+        raise cli.UserError(f"every edited sample failed ({sampler}); see --max_steps, --rtol/--atol")
+    return z_start, steps
+
+
+def _stats_table(res) -> dict:
+    import numpy as np
+    return {k: np.asarray(v).tolist() for k, v in res.stats.items()}
+
+
+def _run_sweep(world, out_dir: Path, t_start: float) -> None:
+    from lace_jax import records, sweeps
+    from lace_jax.config import load_config
+
+    try:
+        cfg = load_config(FLAGS.sweep)
+        settings = sweeps.settings_from_config(cfg, world.name)
+    except (ValueError, FileNotFoundError) as err:
+        raise cli.UserError(f"--sweep: {err}") from None
+    n = FLAGS.num_samples or int(cfg.get("num_samples", 256))
+    _progress(f"sweep {FLAGS.sweep}: {len(settings)} settings x {n} samples on {world.name}")
+    rows = sweeps.run_sweep(world, settings, num_samples=n, seed=FLAGS.seed, tol=float(cfg.get("tol", 0.1)),
+                            progress=lambda r: _progress(
+                                f"{r['setting']} accuracy {r['metrics']['accuracy']:.3f} nfe {r['nfe']} "
+                                f"time {r['time_s']:.2f}s"))
+    sweeps.write(rows, out_dir / "sweep", extra={"sweep": FLAGS.sweep, "config": cfg, "world": world.name,
+                                                 "environment": records.environment(),
+                                                 "wall_s": time.time() - t_start})
+    _progress(f"wrote {out_dir}/sweep/rows.json and table.md ({time.time() - t_start:.1f}s)")
 
 
 def main(argv: list[str]) -> None:
@@ -51,72 +175,117 @@ def main(argv: list[str]) -> None:
     import jax
     import numpy as np
 
-    from lace_jax import demo2d, energy, images, records, sampling
+    from lace_jax import demo2d, images, records
 
     # 1. Validate everything before any work or any file.
-    attributes = demo2d.attributes()
-    terms = ([FLAGS.expr] if FLAGS.expr else []) + [f"({a})" if "=" in a else a for a in FLAGS.attr]
-    for a in FLAGS.attr:
-        if "=" not in a:
-            raise cli.UserError(f"--attr {a!r} is not of the form name=value")
-    expr = " & ".join(f"({t})" for t in terms) if terms else DEFAULT_EXPR[FLAGS.world]
-    try:
-        cond = energy.parse(expr, attributes)
-    except ValueError as err:
-        raise cli.UserError(str(err)) from None
-    if FLAGS.num_samples < 1:
-        raise cli.UserError(f"--num_samples must be >= 1, got {FLAGS.num_samples}")
+    cfg = cli_flags.world_config()
+    world = cli_flags.load_world(cfg)
+    edits = cli_flags.edits(world)
+    if edits and (FLAGS.expr or FLAGS.attr):
+        raise cli.UserError("--edit cannot be combined with --expr/--attr (editing applies its steps to the same "
+                            "latents; sample conditions in a separate run)")
+    conds = [] if edits or FLAGS.sweep else cli_flags.conditions(world)
+    sampler = cli_flags.sampler_name(world)
+    options = cli_flags.sampler_options(world, sampler)
+    n = cli_flags.num_samples(world)
+    chunk = cli_flags.chunk_size(world)
     out_dir = Path(FLAGS.out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write_test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise cli.UserError(f"cannot write to --out_dir {out_dir}: {err.strerror or err}") from None
-    for stale in ("record.json", "samples.npz", "samples.png"):
-        (out_dir / stale).unlink(missing_ok=True)   # never leave an old run looking like this one
+    _prepare_out_dir(out_dir)
+    _progress(f"world={world.name} sampler={sampler} backend={jax.default_backend()} devices={jax.device_count()}")
+    if FLAGS.sweep:
+        _run_sweep(world, out_dir, t_start)
+        return
 
-    options = sampling.SamplerOptions(
-        solver=FLAGS.solver, rtol=FLAGS.rtol, atol=FLAGS.atol, num_steps=FLAGS.num_steps, t_end=FLAGS.t_end,
-        batch_mode=FLAGS.batch_mode, step_size=FLAGS.step_size, noise_scale=FLAGS.noise_scale,
-        num_leapfrog=FLAGS.num_leapfrog, damping=FLAGS.damping)
-    _progress(f"world={FLAGS.world} expr={expr!r} sampler={FLAGS.sampler} n={FLAGS.num_samples} "
-              f"backend={jax.default_backend()}")
-
-    # 2. Sample (one jitted call; the energy is an argument, so new expressions reuse the compilation).
-    key_init, key_run = jax.random.split(jax.random.PRNGKey(FLAGS.seed))
-    z0 = jax.random.normal(key_init, (FLAGS.num_samples, 2))
-    run = jax.jit(sampling.run, static_argnums=(0, 4))
+    # 2. Sample, then 3. pictures and arrays, then the record last (its presence marks a complete run).
     t0 = time.time()
-    out = jax.block_until_ready(run(FLAGS.sampler, cond, z0, key_run, options))
-    t_sample = time.time() - t0
-    z = np.asarray(out.z)
-    success = np.asarray(out.success)
-    n_fail = int((~success).sum())
-    _progress(f"sampled {FLAGS.num_samples} in {t_sample:.2f}s (incl. compile); failures: {n_fail}")
-    if n_fail == FLAGS.num_samples:
-        raise cli.UserError(f"every sample failed ({FLAGS.sampler}); see the solver statistics with other settings")
+    record: dict = {"argv": sys.argv, "flags": cli_flags.flag_values(sys.argv[0]), "world": world.name,
+                    "config": cfg, "sampler": sampler, "options": cli_flags.options_dict(options),
+                    "num_samples": n, "chunk_size": chunk, "seed": FLAGS.seed}
+    arrays: dict = {}
+    if edits:
+        z_start, steps = _edit(world, edits, sampler, options, n, chunk, out_dir)
+        t_sample = time.time() - t0
+        zs = [z_start] + [s.result.z for s in steps]
+        labels = ["start"] + [f"+ {s.edit}" for s in steps]
+        record["edits"] = [{"edit": s.edit, "attributes": list(s.names), "targets": [str(t) for t in s.targets],
+                            "num_failed": int((~s.result.success).sum()),
+                            "failed_indices": s.result.failed_indices.tolist(),
+                            "stats": _stats_table(s.result)} for s in steps]
+        record["reg_z"], record["reg_logits"] = FLAGS.reg_z, FLAGS.reg_logits
+        success = np.stack([np.ones(n, bool)] + [s.result.success for s in steps])
+        n_fail = int((~success[-1]).sum())
+    else:
+        results = _sample_conditions(world, conds, sampler, options, n, chunk, out_dir)
+        t_sample = time.time() - t0
+        zs = [r.z for r in results]
+        labels = conds
+        record["conditions"] = [{"expr": c, "num_failed": int((~r.success).sum()),
+                                 "failed_indices": r.failed_indices.tolist(), "stats": _stats_table(r)}
+                                for c, r in zip(conds, results)]
+        success = np.stack([r.success for r in results])
+        n_fail = int((~success).sum())
+    done = int(success.sum()) if not edits else int(success[-1].sum())
+    _progress(f"sampled in {t_sample:.1f}s (compilation included): {done} ok, {n_fail} failed")
 
-    # 3. Outputs: picture, arrays, then the record last (its presence marks a complete run).
-    grid = demo2d.density_grid(cond, 160)
-    cluster = np.asarray(jax.vmap(attributes["cluster"].fn)(jax.numpy.asarray(np.nan_to_num(z))).argmax(-1))
-    png = images.scatter_png(z[success], extent=demo2d.EXTENT, background=grid,
-                             colors=demo2d.CLUSTER_COLOURS[cluster[success]])
-    images.save_png(out_dir / "samples.png", images.add_title(png, f"{expr}  [{FLAGS.sampler}]"))
-    records.write_npz(out_dir / "samples.npz", z=z, success=success, z_init=np.asarray(z0))
-    summary = demo2d.summary(attributes, z[success])
-    record = {
-        "argv": sys.argv, "flags": {f.name: f.value for f in FLAGS.get_flags_for_module(sys.argv[0])},
-        "expr": expr, "world": FLAGS.world, "sampler": FLAGS.sampler, "options": options.__dict__,
-        "num_samples": FLAGS.num_samples, "num_failed": n_fail,
-        "failed_indices": np.flatnonzero(~success).tolist(),
-        "stats": out.stats, "attribute_summary": summary,
-        "time_s": {"sample_incl_compile": t_sample, "total": time.time() - t_start},
-        "environment": records.environment(),
-    }
+    arrays["z"] = np.stack(zs).astype(np.float32)            # [C or steps+1, N, D]; NaN rows: failed
+    arrays["success"] = success
+    if world.render is not None:
+        grid, u8 = _image_rows(world, zs, labels, FLAGS.grid_columns)
+        images.save_png(out_dir / "grid.png", images.add_title(grid, f"{world.name}  [{sampler}]  seed {FLAGS.seed}"))
+        for k, (label, z) in enumerate(zip(labels, zs)):
+            name = f"edit_{k}" if edits else f"condition_{k}"
+            one, _ = _image_rows(world, [z], [label], FLAGS.grid_columns)
+            images.save_png(out_dir / f"{name}_{_slug(label)}.png" if not edits else out_dir / f"{name}.png", one)
+        if FLAGS.save_images:
+            arrays["images"] = np.stack(u8)                  # [C, N, H, W, 3] uint8; failed rows are zeros
+            arrays["images"][~success] = 0
+        if world.judge is not None:
+            from lace_jax import workflow
+            summary = []
+            for label, z, ok in zip(labels, zs, success):
+                lab, _ = workflow.judge(world, workflow.render(world, z))
+                summary.append({"condition": label, **_judge_summary(world, lab, ok)})
+            record["judge_summary"] = summary
+    elif world.name == "toy2d":
+        from lace_jax import energy
+        tiles = []
+        exprs = ([world.expr] + edits) if edits else labels      # the density drawn behind each scatter
+        for expr, label, z, ok in zip(exprs, labels, zs, success):
+            bg = demo2d.density_grid(energy.parse(expr, world.attributes), 160)
+            cluster = np.asarray(jax.vmap(world.attributes["cluster"].fn)(jax.numpy.asarray(np.nan_to_num(z))))
+            png = images.scatter_png(z[ok], extent=demo2d.EXTENT, background=bg,
+                                     colors=demo2d.CLUSTER_COLOURS[cluster.argmax(-1)[ok]])
+            tiles.append(images.add_title(png, f"{label}  [{sampler}]"))
+        for k, t in enumerate(tiles):
+            images.save_png(out_dir / f"condition_{k}_{_slug(labels[k])}.png", t)
+        images.save_png(out_dir / "grid.png", np.concatenate(tiles, axis=1) if len(tiles) > 1 else tiles[0])
+        record["attribute_summary"] = [demo2d.summary(world.attributes, z[ok]) for z, ok in zip(zs, success)]
+    records.write_npz(out_dir / "samples.npz", **arrays)
+    record["time_s"] = {"sample_incl_compile": t_sample, "total": time.time() - t_start}
+    record["environment"] = records.environment()
     records.write_json(out_dir / "record.json", record)
-    _progress(f"wrote {out_dir}/samples.png, samples.npz, record.json ({time.time() - t_start:.1f}s)")
+    _progress(f"wrote {out_dir}/grid.png, samples.npz, record.json ({time.time() - t_start:.1f}s)")
+
+
+def _judge_summary(world, labels: dict, ok) -> dict:
+    """Per attribute of the world: class frequencies (discrete) or mean/std (continuous) by the judge, over the
+    successful samples."""
+    import numpy as np
+
+    out = {}
+    for name, a in world.attributes.items():
+        if name not in labels:
+            continue
+        v = np.asarray(labels[name])[ok]
+        if len(v) == 0:
+            continue
+        if a.kind == "discrete":
+            counts = np.bincount(v.astype(int), minlength=a.num_classes)[:a.num_classes] / len(v)
+            names = a.classes or [str(i) for i in range(a.num_classes)]
+            out[name] = {c: round(float(f), 4) for c, f in zip(names, counts)}
+        else:
+            out[name] = {"mean": round(float(np.mean(v)), 4), "std": round(float(np.std(v)), 4)}
+    return out
 
 
 if __name__ == "__main__":

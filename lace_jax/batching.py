@@ -232,13 +232,15 @@ def _check_manifest(out_dir: Path, manifest: dict) -> None:
 def generate(per_sample: PerSampleFn, params: Any, *, num_samples: int, chunk_size: int, seed: int = 0,
              out_dir: str | Path | None = None, progress: Optional[Callable[[Progress], None]] = None,
              devices: Sequence[Any] | None = None, fingerprint: Mapping | None = None,
-             merge_output: bool = True) -> BatchResult:
+             merge_output: bool = True, cache: Optional[dict] = None) -> BatchResult:
     """Compute samples `0 … num_samples−1` in chunks of `chunk_size` (see the module docstring).
 
     With `out_dir`, finished chunks are written there and a re-run resumes (the manifest must match); the merged
     arrays are also written to `out_dir/samples.npz` when `merge_output`. Without `out_dir` everything stays in
     memory. `progress(Progress)` is called after every chunk; an exception raised there stops the run after that
-    chunk was saved (so it is never recomputed)."""
+    chunk was saved (so it is never recomputed). `cache` (a dict the caller keeps) reuses the jitted chunk
+    function across calls with the same `per_sample` object and devices: a new condition of the same structure
+    (another target, another expression of the same shape) then runs without recompiling."""
     if int(num_samples) < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     if int(chunk_size) < 1:
@@ -263,7 +265,12 @@ def generate(per_sample: PerSampleFn, params: Any, *, num_samples: int, chunk_si
         was_computed = data is None
         if data is None:
             if fn is None:
-                fn = chunk_function(per_sample, mesh)
+                ck = (per_sample, tuple(d.id for d in mesh.devices.flat))
+                fn = cache.get(ck) if cache is not None else None
+                if fn is None:
+                    fn = chunk_function(per_sample, mesh)
+                    if cache is not None:
+                        cache[ck] = fn
                 params_dev = jax.device_put(params, NamedSharding(mesh, P()))
             t0 = time.perf_counter()
             idx = np.arange(start, start + padded, dtype=np.int32)

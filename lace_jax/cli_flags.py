@@ -139,6 +139,9 @@ def sampler_options(world: Any, sampler: str) -> Any:
         raise UserError(f"--rtol/--atol must be > 0, got {opts.rtol}/{opts.atol}")
     if opts.num_steps is not None and opts.num_steps < 1:
         raise UserError(f"--num_steps must be >= 1, got {opts.num_steps}")
+    if sampler == "sde" and (opts.num_steps or 100) < 20:
+        raise UserError(f"--sampler sde needs --num_steps >= 20 (β_max = 20: the per-step β/N must not exceed 1), "
+                        f"got {opts.num_steps}")
     if not 0.0 <= float(opts.t_end) < 1.0:
         raise UserError(f"--t_end must be in [0, 1), got {opts.t_end}")
     return opts

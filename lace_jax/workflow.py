@@ -17,6 +17,7 @@ and `reg_logits·Σ_{j not edited} ‖f_j(z) − f_j(z_prev)‖²` that keep ide
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
@@ -42,7 +43,19 @@ class EditStep(NamedTuple):
     result: batching.BatchResult
 
 
-def _per_sample_fn(sampler: str, options: sampling.SamplerOptions, latent_dim: int, *, edit: bool = False):
+def _per_sample_fn(sampler: str, options: sampling.SamplerOptions, latent_dim: int, *, edit: bool = False,
+                   cache: Optional[dict] = None):
+    """The per-sample (or joint-chunk) function; with `cache`, the same object for the same settings, so
+    `batching.generate(cache=...)` reuses its compiled chunk function."""
+    if cache is None:
+        return _make_per_sample(sampler, options, latent_dim, edit=edit)
+    key = ("per_sample", sampler, options, int(latent_dim), edit)
+    if key not in cache:
+        cache[key] = _make_per_sample(sampler, options, latent_dim, edit=edit)
+    return cache[key]
+
+
+def _make_per_sample(sampler: str, options: sampling.SamplerOptions, latent_dim: int, *, edit: bool = False):
     if sampler == "ode" and options.batch_mode == "joint":
         if edit:
             return batching.joint_ode_fn(options, latent_dim, init_for_indices=lambda p, idx: p.anchors[idx])
@@ -64,14 +77,15 @@ def fingerprint(world: Any, kind: str, expr: Any, sampler: str, options: samplin
 def sample_condition(world: Any, expr: str, *, num_samples: int, seed: int = 0, sampler: str = "ode",
                      options: Optional[sampling.SamplerOptions] = None, chunk_size: int = 256,
                      out_dir: str | Path | None = None, progress: Optional[Callable] = None,
-                     devices: Sequence[Any] | None = None) -> batching.BatchResult:
+                     devices: Sequence[Any] | None = None, cache: Optional[dict] = None) -> batching.BatchResult:
     """`num_samples` latents under the expression's energy (conditional: `name=value`; compositional: `&`, `|`,
-    `!`), in resumable chunks when `out_dir` is given. Failed solves have NaN rows and `success` False."""
+    `!`), in resumable chunks when `out_dir` is given. Failed solves have NaN rows and `success` False.
+    Pass the same `cache` dict to several calls to compile once per energy structure."""
     options = options or world.sampler_options()
     cond = en.parse(expr, world.attributes)
-    per = _per_sample_fn(sampler, options, world.latent_dim)
+    per = _per_sample_fn(sampler, options, world.latent_dim, cache=cache)
     return batching.generate(per, cond, num_samples=num_samples, chunk_size=chunk_size, seed=seed,
-                             out_dir=out_dir, progress=progress, devices=devices,
+                             out_dir=out_dir, progress=progress, devices=devices, cache=cache,
                              fingerprint=fingerprint(world, "condition", expr, sampler, options))
 
 
@@ -134,19 +148,20 @@ class _WithAnchor:
 def edit_step(world: Any, names: Sequence[str], targets: Sequence[Any], z_prev: np.ndarray, *, seed: int = 0,
               sampler: str = "ode", options: Optional[sampling.SamplerOptions] = None, chunk_size: int = 256,
               out_dir: str | Path | None = None, progress: Optional[Callable] = None, reg_z: float = EDIT_REG_Z,
-              reg_logits: float = EDIT_REG_LOGITS, devices: Sequence[Any] | None = None) -> batching.BatchResult:
+              reg_logits: float = EDIT_REG_LOGITS, devices: Sequence[Any] | None = None,
+              cache: Optional[dict] = None) -> batching.BatchResult:
     """One sequential-editing step from `z_prev[N, D]` (rows of failed earlier steps stay failed)."""
     options = options or world.sampler_options()
     z_prev = np.asarray(z_prev, np.float32)
     ok_prev = np.all(np.isfinite(z_prev), axis=-1)
     anchors = jnp.asarray(np.where(ok_prev[:, None], z_prev, 0.0))
     params = edit_energy(world, names, targets, anchors, reg_z=reg_z, reg_logits=reg_logits)
-    per = _per_sample_fn(sampler, options, world.latent_dim, edit=True)
+    per = _per_sample_fn(sampler, options, world.latent_dim, edit=True, cache=cache)
     fp = fingerprint(world, "edit", [f"{n}={t}" for n, t in zip(names, targets)], sampler, options,
                      reg_z=reg_z, reg_logits=reg_logits,
                      z_prev_checksum=float(np.nansum(np.abs(z_prev))) if z_prev.size else 0.0)
     res = batching.generate(per, params, num_samples=z_prev.shape[0], chunk_size=chunk_size, seed=seed,
-                            out_dir=out_dir, progress=progress, devices=devices, fingerprint=fp)
+                            out_dir=out_dir, progress=progress, devices=devices, fingerprint=fp, cache=cache)
     success = res.success & ok_prev
     z = np.where(success[:, None], res.z, np.nan)
     return res._replace(z=z, success=success, failed_indices=np.flatnonzero(~success).astype(np.int64))
@@ -156,7 +171,8 @@ def sequential_edit(world: Any, edits: Sequence[str], *, num_samples: int, seed:
                     options: Optional[sampling.SamplerOptions] = None, chunk_size: int = 256,
                     z_start: Optional[np.ndarray] = None, out_dir: str | Path | None = None,
                     progress: Optional[Callable[[int, Any], None]] = None, reg_z: float = EDIT_REG_Z,
-                    reg_logits: float = EDIT_REG_LOGITS) -> tuple[np.ndarray, list[EditStep]]:
+                    reg_logits: float = EDIT_REG_LOGITS, cache: Optional[dict] = None,
+                    ) -> tuple[np.ndarray, list[EditStep]]:
     """Apply `edits` (`name=value` each) in order to the same latents. Returns (z_start, steps). Step k's
     energy holds every attribute edited up to k (an attribute edited twice keeps its newest target and moves
     to the end, i.e. becomes the current one). `z_start` defaults to N(0, I) latents from the sample keys.
@@ -182,10 +198,18 @@ def sequential_edit(world: Any, edits: Sequence[str], *, num_samples: int, seed:
         sub = None if out_dir is None else Path(out_dir) / f"step_{k}"
         prog = None if progress is None else (lambda p, k=k: progress(k, p))
         res = edit_step(world, names, targets, z, seed=seed + 1000 * (k + 1), sampler=sampler, options=options,
-                        chunk_size=chunk_size, out_dir=sub, progress=prog, reg_z=reg_z, reg_logits=reg_logits)
+                        chunk_size=chunk_size, out_dir=sub, progress=prog, reg_z=reg_z, reg_logits=reg_logits,
+                        cache=cache)
         steps.append(EditStep(text, tuple(names), tuple(targets), res))
         z = res.z
     return np.asarray(z_start), steps
+
+
+@functools.partial(jax.jit, static_argnums=())
+def _call(fn: Any, x: jax.Array) -> Any:
+    """`fn(x)` jitted with `fn` (a pytree-callable: weights as leaves) as an argument, so every call with the
+    same structure and shapes reuses one compilation."""
+    return fn(x)
 
 
 def render(world: Any, z: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -195,7 +219,7 @@ def render(world: Any, z: np.ndarray, batch: int = 256) -> np.ndarray:
         raise ValueError(f"world {world.name!r} has no image renderer")
     z = np.asarray(z, np.float32)
     ok = np.all(np.isfinite(z), axis=-1)
-    fn = jax.jit(lambda r, x: r(x))
+    fn = _call
     out = []
     b = min(batch, max(len(z), 1))
     for i in range(0, len(z), b):
@@ -212,13 +236,14 @@ def render(world: Any, z: np.ndarray, batch: int = 256) -> np.ndarray:
 def judge(world: Any, images: np.ndarray, batch: int = 500,
           features: Optional[Callable[[jax.Array], jax.Array]] = None) -> tuple[dict, np.ndarray]:
     """(labels {name: [N]}, features [N, F]) of images by the world's judge; `features` replaces the judge's
-    feature extractor (e.g. an Inception network) for Fréchet distances. NaN images give NaN rows."""
+    feature extractor (e.g. an Inception network; a pytree-callable or plain function) for Fréchet distances.
+    NaN images give NaN rows."""
     if world.judge is None:
         raise ValueError(f"world {world.name!r} has no judge (an image classifier for evaluation)")
     images = np.asarray(images, np.float32)
     ok = np.all(np.isfinite(images.reshape(len(images), -1)), axis=-1) if len(images) else np.zeros(0, bool)
-    jfn = jax.jit(lambda j, x: j(x))
-    ffn = None if features is None else jax.jit(features)
+    jfn = _call
+    features = None if features is None else en.as_pytree_callable(features)
     labels: dict[str, list] = {}
     feats = []
     b = min(batch, max(len(images), 1))
@@ -230,7 +255,7 @@ def judge(world: Any, images: np.ndarray, batch: int = 500,
         out = jfn(world.judge, jnp.asarray(part))
         for name, v in out["labels"].items():
             labels.setdefault(name, []).append(np.asarray(v)[:n])
-        f = out["features"] if ffn is None else ffn(jnp.asarray(part))
+        f = out["features"] if features is None else _call(features, jnp.asarray(part))
         feats.append(np.asarray(f, np.float32)[:n])
     labels_np = {k: np.concatenate(v) for k, v in labels.items()}
     for k, v in labels_np.items():

@@ -52,6 +52,9 @@ def sample_sde_pc(energy: Any, z0: jax.Array, key: jax.Array, *, num_steps: int 
         raise ValueError(f"sample_sde_pc: num_steps must be >= 1, got {num_steps}")
     if int(n_corrector) < 0:
         raise ValueError(f"sample_sde_pc: n_corrector must be >= 0, got {n_corrector}")
+    if isinstance(beta_max, (int, float)) and n < beta_max:
+        raise ValueError(f"sample_sde_pc: num_steps must be >= beta_max = {beta_max:g} (the discrete VP-SDE's "
+                         f"per-step β(t)/N must not exceed 1, else √(1 − β/N) is NaN), got {n}")
     ts = jnp.linspace(jnp.float32(t_start), jnp.float32(t_end), n)
     snr = jnp.asarray(snr, jnp.float32)
 
