@@ -173,9 +173,10 @@ class Setup:
         'tc' = timechange.sample_ode_timechange) with static options."""
         fn = ode.sample_ode if kind == "ode" else timechange.sample_ode_timechange
         cfg = self.cfg.replace(dtype=render_dtype)
-        variables = self.variables
 
-        def run(energy, z0):
+        # the generator weights are an ARGUMENT of the compiled function, not constants folded into it: closing
+        # over them embedded ~100 MB of constants in the program (slow compiles, duplicated memory)
+        def run(energy, z0, variables):
             r = fn(energy, z0, **opts)
             out = (r.z, r.nfe)
             if render:
@@ -184,7 +185,11 @@ class Setup:
                 out = out + (img,)
             return out
 
-        return jax.jit(run)
+        compiled = jax.jit(run)
+        variables = self.variables if render else None
+        call = functools.partial(lambda e, z: compiled(e, z, variables))
+        call.lower = lambda e, z: compiled.lower(e, z, variables)     # for jax_memory
+        return call
 
 
 # ----------------------------------------------------------------------------------------------------------------
