@@ -1,14 +1,14 @@
 """Composition sweep (issue 6): AND / OR / NOT expressions, PF-ODE vs SGLD vs MALA.
 
 World-agnostic: `expressions` names attributes per world (`sweeps.settings_from_config(get_config(), world.name)`
-crosses every grid block with them). Defaults for the 2-D demo world (toy2d); the shipped shapes model gets its
-entry once it exists.
+crosses every grid block with them). Entries for the shipped shapes model (the default world) and the 2-D
+demo world (toy2d).
 """
 
 
 def get_config() -> dict:
     return {
-        "world": "toy2d",
+        "world": "shapes",
         "num_samples": 512,
         "seed": 0,
         "tol": 0.1,
@@ -21,7 +21,14 @@ def get_config() -> dict:
                 "right=yes & !top=yes",             # AND NOT
                 "radius=2 & (cluster=ne | cluster=sw)",
             ],
-            # "shapes": [...]  (added with the shipped default model)
+            "shapes": [
+                "shape=circle",                          # single
+                "shape=circle & background=black",       # AND
+                "shape=square | shape=star",             # OR
+                "!background=white",                     # NOT (LACE's bounded scaled negation)
+                "shape=star & !background=white",        # AND NOT
+                "background=black & size=0.8",           # discrete AND continuous
+            ],
         },
         "grid": [
             {"label": "ode", "sampler": "ode", "solver": "dopri5", "rtol+atol": 1e-3},

@@ -1,20 +1,20 @@
 """Robustness sweep (issue 6): how the success rate and cost move with the solver settings.
 
 World-agnostic: `expressions` names attributes per world; `python`-side use:
-`sweeps.settings_from_config(get_config(), world.name)`. Defaults for the 2-D demo world (toy2d); the shipped
-shapes model gets its entry once it exists.
+`sweeps.settings_from_config(get_config(), world.name)`. Entries for the shipped shapes model (the default
+world) and the 2-D demo world (toy2d).
 """
 
 
 def get_config() -> dict:
     return {
-        "world": "toy2d",
+        "world": "shapes",
         "num_samples": 512,
         "seed": 0,
         "tol": 0.1,                     # continuous attributes count as satisfied when |f − y| < tol
         "expressions": {
             "toy2d": ["cluster=ne & radius=2"],
-            # "shapes": [...]  (added with the shipped default model)
+            "shapes": ["background=black", "shape=circle & background=black"],
         },
         "grid": [
             {"label": "ode-tol", "sampler": "ode", "solver": "dopri5", "rtol+atol": [1e-1, 1e-2, 1e-3, 1e-4, 1e-5]},

@@ -257,8 +257,12 @@ def expression_satisfied(expr: str, attributes: Mapping[str, en.Attribute], z, t
 
 def run_sweep(world: Any, settings: Sequence[Mapping[str, Any]], *, num_samples: int, seed: int = 0,
               tol: float = 0.1, runner: Optional[Runner] = None,
-              progress: Optional[Callable[[dict], None]] = None) -> list[dict]:
-    """Run every setting on `world` (a `worlds.World`); returns one row per setting (see the module docstring)."""
+              progress: Optional[Callable[[dict], None]] = None,
+              extra_metrics: Optional[Callable[[dict, np.ndarray, np.ndarray, np.ndarray], dict]] = None,
+              ) -> list[dict]:
+    """Run every setting on `world` (a `worlds.World`); returns one row per setting (see the module docstring).
+    `extra_metrics(row, z, success, z0) -> dict` adds metrics to each row (e.g. `evaluation.sweep_row_metrics`:
+    accuracy by an image judge and a Fréchet distance)."""
     runner = runner or Runner()
     fields = {f.name for f in dataclasses.fields(sampling.SamplerOptions)}
     rows = []
@@ -287,6 +291,8 @@ def run_sweep(world: Any, settings: Sequence[Mapping[str, Any]], *, num_samples:
             "nfe": None if nfe is None else float(np.mean(np.asarray(nfe))),
             "time_s": time_s, "compile_s": compile_s, "num_samples": int(num_samples),
         }
+        if extra_metrics is not None:
+            row["metrics"].update(extra_metrics(row, z, success, np.asarray(z0)))
         rows.append(row)
         if progress is not None:
             progress(row)

@@ -38,8 +38,12 @@ def test_sweep_configs_expand_for_toy2d(name, n, toy):
     if name == "sweep_robustness":
         assert tols == [1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
         assert sorted(s["num_steps"] for s in settings if s.get("solver") == "euler") == [2, 5, 10, 20, 50, 100]
-    with pytest.raises(ValueError, match="no expressions for world 'shapes'"):
-        sweeps.settings_from_config(cfg, "shapes")
+    with pytest.raises(ValueError, match="no expressions for world 'nowhere'"):
+        sweeps.settings_from_config(cfg, "nowhere")
+    from lace_jax.default import load_default
+    shapes_attrs = load_default().attributes
+    for s in sweeps.settings_from_config(cfg, "shapes"):
+        en.parse(s["expr"], shapes_attrs)        # ... and the shipped model's
 
 
 def test_expression_satisfied_boolean_logic(toy):

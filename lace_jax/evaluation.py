@@ -1,0 +1,258 @@
+"""Evaluation by an image judge: conditional accuracy, Fréchet distance, sequential-editing preservation.
+
+    world = worlds.world_from_config("shapes")
+    real = evaluation.reference_features(world, 2000, seed=0)          # judge features of real renders
+    res = workflow.sample_condition(world, "shape=circle & !background=white", num_samples=256)
+    row = evaluation.condition_metrics(world, "shape=circle & !background=white", res, real_features=real)
+    z0, steps = workflow.sequential_edit(world, ["shape=star", "background=black"], num_samples=64)
+    rows = evaluation.edit_metrics(world, z0, steps)
+    print(evaluation.markdown(rows))
+
+Success of an expression is read by the JUDGE on the rendered images (not by the latent classifiers the sampler
+used): discrete atoms hold when the judge's class equals the target, continuous ones when |judge − target| < tol;
+`&`, `|`, `!` are Boolean. A sample whose solve failed counts as a miss. The unconditional rate ("base rate") is the
+same reading of images of the samples' own starting latents z0 ~ N(0, I) (the same keys as the sampler's).
+
+Fréchet distances use the judge's penultimate features by default; pass `features=` (any callable or
+pytree-callable `images → [B, F]`, e.g. an Inception network) to use another extractor. Worlds without real
+images (user LACE worlds) take a reference sample set instead (`reference_features_from_images`).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lace_jax import batching, workflow
+from lace_jax.metrics.frechet import frechet_distance
+from lace_jax.sweeps import atom_label, atoms, parse_conditions
+
+Features = Optional[Callable[[jax.Array], jax.Array]]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Success by the judge
+
+def atom_by_judge(attribute: Any, value: Any, labels: np.ndarray, tol: float = 0.1) -> np.ndarray:
+    """bool[N]: discrete label == value; continuous |label − value| < tol. Missing labels (−1 / NaN) are False."""
+    v = np.asarray(labels)
+    if attribute.kind == "discrete":
+        return v.astype(np.int64) == int(value)
+    v = v.astype(np.float64)
+    return np.isfinite(v) & (np.abs(np.nan_to_num(v, nan=np.inf) - float(value)) < tol)
+
+
+def judge_satisfied(expr: str, attributes: Mapping[str, Any], labels: Mapping[str, np.ndarray],
+                    tol: float = 0.1) -> tuple[np.ndarray, dict]:
+    """(bool[N] whether each image satisfies `expr` by the judge's `labels`, {"name=value": bool[N]} per atom)."""
+    tree = parse_conditions(expr, attributes)
+    table = {}
+    for name, value in atoms(tree):
+        if name not in labels:
+            raise ValueError(f"the judge gives no label for attribute {name!r} (it labels: {', '.join(labels)})")
+        table[atom_label(attributes, name, value)] = atom_by_judge(attributes[name], value, labels[name], tol)
+
+    def ev(t):
+        if t[0] == "atom":
+            return table[atom_label(attributes, t[1], t[2])]
+        if t[0] == "not":
+            return ~ev(t[1])
+        parts = [ev(s) for s in t[1]]
+        return np.logical_and.reduce(parts) if t[0] == "and" else np.logical_or.reduce(parts)
+
+    return ev(tree), table
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Reference features and Fréchet distance
+
+def reference_features(world: Any, num: int, seed: int = 0, features: Features = None,
+                       batch: int = 500) -> np.ndarray:
+    """Judge (or `features`) features of `num` real images of the world (its `real_images`)."""
+    if world.real_images is None:
+        raise ValueError(f"world {world.name!r} has no real images; pass a reference sample set "
+                         "(reference_features_from_images) instead")
+    out, key = [], jax.random.PRNGKey(int(seed) + 7919)
+    for i in range(int(math.ceil(num / batch))):
+        n = min(batch, num - i * batch)
+        imgs = np.asarray(world.real_images(jax.random.fold_in(key, i), batch))[:n]
+        out.append(workflow.judge(world, imgs, features=features)[1])
+    return np.concatenate(out)
+
+
+def reference_features_from_images(world: Any, images: np.ndarray, features: Features = None) -> np.ndarray:
+    """Features of a user-given reference set (NCHW in [−1, 1], e.g. unconditional samples of the generator)."""
+    return workflow.judge(world, np.asarray(images, np.float32), features=features)[1]
+
+
+def fd(features_a: np.ndarray, features_b: np.ndarray) -> float:
+    """Fréchet distance between two feature sets (rows with NaN — failed samples — are dropped)."""
+    a = features_a[np.all(np.isfinite(features_a), axis=1)]
+    b = features_b[np.all(np.isfinite(features_b), axis=1)]
+    if len(a) < 2 or len(b) < 2:
+        return float("nan")
+    return float(frechet_distance(a, b))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Conditional sampling
+
+def start_latents(world: Any, num: int, seed: int) -> np.ndarray:
+    """The N(0, I) starts `batching.sampler_fn` draws for samples 0 … num−1 of `seed` (the unconditional set)."""
+    keys = jax.vmap(lambda i: batching.sample_key(seed, i))(jnp.arange(num))
+    return np.asarray(jax.vmap(
+        lambda k: jax.random.normal(jax.random.split(k)[0], (world.latent_dim,), jnp.float32))(keys))
+
+
+def condition_metrics(world: Any, expr: str, result: batching.BatchResult, *, seed: int = 0,
+                      real_features: Optional[np.ndarray] = None, features: Features = None, tol: float = 0.1,
+                      time_s: Optional[float] = None) -> dict:
+    """Judge accuracy of `result` (a `workflow.sample_condition` output for `expr` with `seed`) next to the
+    unconditional rate, per-atom rates, failures, Fréchet distance to `real_features`, NFE and time."""
+    z = np.asarray(result.z)
+    ok = np.asarray(result.success)
+    labels, feats = workflow.judge(world, workflow.render(world, z), features=features)
+    sat, per_atom = judge_satisfied(expr, world.attributes, labels, tol)
+    z0 = start_latents(world, len(z), seed)
+    base_labels, base_feats = workflow.judge(world, workflow.render(world, z0), features=features)
+    base, _ = judge_satisfied(expr, world.attributes, base_labels, tol)
+    row = {"expr": expr, "num_samples": int(len(z)), "accuracy": float(np.mean(sat & ok)),
+           "base_rate": float(np.mean(base)), "num_failed": int((~ok).sum()),
+           **{f"sat[{k}]": float(np.mean(v & ok)) for k, v in per_atom.items()}}
+    if real_features is not None:
+        row["fd"] = fd(feats[ok], real_features)
+        row["fd_unconditional"] = fd(base_feats, real_features)
+    nfe = result.stats.get("nfe")
+    if nfe is not None:
+        row["nfe"] = float(np.mean(np.asarray(nfe)[ok])) if ok.any() else float("nan")
+    if time_s is not None:
+        row["time_s"] = float(time_s)
+        row["samples_per_s"] = float(len(z) / time_s) if time_s > 0 else float("nan")
+    return row
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Sequential editing
+
+def _kept(attribute: Any, before: np.ndarray, after: np.ndarray, tol: float) -> np.ndarray:
+    if attribute.kind == "discrete":
+        return (np.asarray(before) == np.asarray(after)) & (np.asarray(before) >= 0)
+    b, a = np.asarray(before, np.float64), np.asarray(after, np.float64)
+    return np.isfinite(a) & np.isfinite(b) & (np.abs(a - b) < tol)
+
+
+def edit_metrics(world: Any, z_start: np.ndarray, steps: Sequence[Any], *, tol: float = 0.1,
+                 features: Features = None) -> list[dict]:
+    """Per editing step (LACE's sequential-editing table): accuracy of the attribute edited now; preservation of
+    the attributes edited earlier (their targets still hold); preservation of the never-edited attributes (the
+    judge's labels of the start kept: class equal, value within tol); identity = mean L2 distance of judge
+    features to the previous step and to the start, next to the distance between unrelated samples."""
+    labels0, f0 = workflow.judge(world, workflow.render(world, z_start), features=features)
+    unrelated = float(np.nanmean(np.linalg.norm(f0 - np.roll(f0, 1, axis=0), axis=1))) if len(f0) > 1 else math.nan
+    prev_f = f0
+    edited_all = [s.names[-1] for s in steps]
+    rows = []
+    for k, step in enumerate(steps):
+        ok = np.asarray(step.result.success)
+        labels, f = workflow.judge(world, workflow.render(world, step.result.z), features=features)
+        current, target = step.names[-1], step.targets[-1]
+        acc = atom_by_judge(world.attributes[current], target, labels[current], tol) & ok
+        earlier = [(n, t) for n, t in zip(step.names[:-1], step.targets[:-1])]
+        keep_earlier = [atom_by_judge(world.attributes[n], t, labels[n], tol) & ok for n, t in earlier]
+        never = [n for n in world.attributes if n not in edited_all and n in labels]
+        keep_never = {n: _kept(world.attributes[n], labels0[n], labels[n], tol) & ok for n in never}
+        row = {"step": k + 1, "edit": step.edit, "num_samples": int(len(ok)), "num_failed": int((~ok).sum()),
+               "accuracy": float(np.mean(acc)),
+               "earlier_kept": float(np.mean(np.logical_and.reduce(keep_earlier))) if keep_earlier else None,
+               "unedited_kept": float(np.mean(np.logical_and.reduce(list(keep_never.values()))))
+               if keep_never else None,
+               **{f"kept[{n}]": float(np.mean(v)) for n, v in keep_never.items()},
+               "feature_dist_prev": float(np.nanmean(np.linalg.norm(f[ok] - prev_f[ok], axis=1))) if ok.any()
+               else math.nan,
+               "feature_dist_start": float(np.nanmean(np.linalg.norm(f[ok] - f0[ok], axis=1))) if ok.any()
+               else math.nan,
+               "feature_dist_unrelated": unrelated}
+        nfe = step.result.stats.get("nfe")
+        if nfe is not None:
+            row["nfe"] = float(np.mean(np.asarray(nfe)[ok])) if ok.any() else math.nan
+        rows.append(row)
+        prev_f = f
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Sweeps scored by the judge
+
+def sweep_row_metrics(world: Any, row: Mapping[str, Any], z: np.ndarray, success: np.ndarray, z0: np.ndarray,
+                      *, real_features: Optional[np.ndarray] = None, features: Features = None,
+                      tol: float = 0.1) -> dict:
+    """Judge metrics for one sweep row (`sweeps.run_sweep(..., judge_metrics=...)` calls this)."""
+    expr = row["setting"]["expr"]
+    labels, feats = workflow.judge(world, workflow.render(world, z), features=features)
+    sat, _ = judge_satisfied(expr, world.attributes, labels, tol)
+    base_labels, _ = workflow.judge(world, workflow.render(world, z0), features=features)
+    base, _ = judge_satisfied(expr, world.attributes, base_labels, tol)
+    out = {"judge_accuracy": float(np.mean(sat & success)), "judge_base_rate": float(np.mean(base))}
+    if real_features is not None:
+        out["fd"] = fd(feats[success], real_features)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Tables
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return "nan" if not math.isfinite(v) else f"{v:.3g}"
+    return str(v).replace("|", "\\|")
+
+
+def markdown(rows: Sequence[Mapping[str, Any]], columns: Optional[Sequence[str]] = None) -> str:
+    """A Markdown table of result rows (columns: the union of keys in order of appearance, or `columns`)."""
+    cols: list[str] = list(columns or [])
+    if not cols:
+        for r in rows:
+            cols += [k for k in r if k not in cols]
+    lines = ["| " + " | ".join(c.replace("|", "\\|") for c in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def flat_sweep_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """Sweep rows → flat dicts for `markdown`: the setting, then judge accuracy / unconditional rate / FD, the
+    latent classifiers' accuracy, failures, NFE and time (per-atom rates stay in the JSON)."""
+    out = []
+    for r in rows:
+        m = r["metrics"]
+        flat = {k: v for k, v in r["setting"].items()}
+        for k in ("judge_accuracy", "judge_base_rate", "fd"):
+            if k in m:
+                flat[k] = m[k]
+        flat["classifier_accuracy"] = m.get("accuracy")
+        flat["num_failed"] = m.get("num_failed")
+        flat["nfe"] = r.get("nfe")
+        flat["time_s"] = r.get("time_s")
+        out.append(flat)
+    return out
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """(fn(), seconds)."""
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+__all__ = ["atom_by_judge", "judge_satisfied", "reference_features", "reference_features_from_images", "fd",
+           "start_latents", "condition_metrics", "edit_metrics", "sweep_row_metrics", "flat_sweep_rows", "markdown",
+           "timed"]

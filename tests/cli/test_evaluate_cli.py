@@ -1,0 +1,58 @@
+"""evaluate.py as a user runs it: conditions and sweeps write parseable results; bad input exits 2."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def _run(*args, timeout=600):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, str(REPO / "evaluate.py"), *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=REPO)
+
+
+def test_conditions_write_results(tmp_path):
+    out = tmp_path / "out"
+    proc = _run("--expr", "background=black", "--expr", "shape=circle | shape=star", "--num_samples", "12",
+                "--num_real", "100", "--out_dir", str(out))
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((out / "results.json").read_text())
+    rows = res["rows"]
+    assert [r["expr"] for r in rows] == ["background=black", "shape=circle | shape=star"]
+    assert rows[0]["accuracy"] > rows[0]["base_rate"] + 0.3 and rows[0]["fd"] > 0
+    assert res["environment"]["versions"]["jax"] and res["num_real"] == 100
+    md = (out / "results.md").read_text()
+    assert md.startswith("| expr |") and "shape=circle \\| shape=star" in md
+
+
+def test_sweep_writes_table(tmp_path, tmp_path_factory):
+    cfg = tmp_path / "tiny_sweep.py"
+    cfg.write_text("def get_config():\n    return {'num_samples': 8, 'expressions': {'shapes': ['background=black']},"
+                   "\n            'grid': [{'sampler': 'ode', 'solver': 'dopri5', 'rtol+atol': [1e-1, 1e-3]},"
+                   "\n                     {'sampler': 'sgld', 'num_steps': 5}]}\n")
+    out = tmp_path / "out"
+    proc = _run("--sweep", str(cfg), "--num_real", "50", "--out_dir", str(out))
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert len(rows) == 3 and all("judge_accuracy" in r["metrics"] and "fd" in r["metrics"] for r in rows)
+    assert rows[1]["nfe"] >= rows[0]["nfe"]          # tighter tolerance, more evaluations
+    assert "judge_accuracy" in (out / "results.md").read_text()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--expr", "colour=red"], "unknown attribute 'colour'"),
+    (["--expr", "background=purple"], "purple"),
+    (["--expr", "shape=circle &"], "column"),
+    (["--config", "toy2d"], "no image judge"),
+    (["--config", "ffhq", "--checkpoint_dir", "/nonexistent"], "python -m ports.convert"),
+])
+def test_bad_input_exits_2(tmp_path, args, needle):
+    out = tmp_path / "out"
+    proc = _run(*args, "--out_dir", str(out))
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert needle in proc.stderr and "Traceback" not in proc.stderr
+    assert not (out / "results.json").exists()
