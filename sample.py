@@ -251,7 +251,7 @@ def main(argv: list[str]) -> None:
         tiles = []
         exprs = ([world.expr] + edits) if edits else labels      # the density drawn behind each scatter
         for expr, label, z, ok in zip(exprs, labels, zs, success):
-            bg = demo2d.density_grid(energy.parse(expr, world.attributes), 160)
+            bg = demo2d.density_grid(world.parse(expr), 160)
             cluster = np.asarray(jax.vmap(world.attributes["cluster"].fn)(jax.numpy.asarray(np.nan_to_num(z))))
             png = images.scatter_png(z[ok], extent=demo2d.EXTENT, background=bg,
                                      colors=demo2d.CLUSTER_COLOURS[cluster.argmax(-1)[ok]])

@@ -105,7 +105,7 @@ def conditions(world: Any) -> list[str]:
         out = list(world.config.get("conditions") or [world.expr])
     for expr in out:
         try:
-            energy.parse(expr, world.attributes)
+            world.parse(expr)
         except ValueError as err:
             raise UserError(str(err)) from None
     return out

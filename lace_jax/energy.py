@@ -220,6 +220,31 @@ def lace_not(e: Energy, scale=0.1) -> Energy:
     return Partial(_lace_not_energy, e, _f32(scale))
 
 
+def _complement_energy(e, eps, z, *args):
+    p = jnp.clip(jnp.exp(-e(z, *args)), 0.0, 1.0 - eps)
+    return -jnp.log1p(-p)
+
+
+def complement(e: Energy, eps=1e-6) -> Energy:
+    """Probabilistic NOT: `E = −log(1 − exp(−E_e))`. For a discrete atom (E_e = −log p(c|z)) this is exactly
+    −log p(¬c|z); for an AND of atoms it is −log(1 − Π p) (independent attributes). Bounded below by 0 and steep
+    where the negated condition holds, unlike plain negation (unbounded below: the sampler runs off the prior's
+    support) or LACE's bounded scaled NOT (a weak push). exp(−E_e) is clipped to [0, 1 − eps]."""
+    (e,) = _check_energies("complement", (e,))
+    return Partial(_complement_energy, e, _f32(eps))
+
+
+NOT_OPS = {"lace": lambda e: lace_not(e), "complement": lambda e: complement(e), "plain": lambda e: not_(e)}
+
+
+def not_op(name: str) -> Callable:
+    """The NOT operator named in a world config (`not_op`): 'lace' (LACE's bounded scaled NOT, `parse`'s default),
+    'complement' (probabilistic), 'plain' (−E)."""
+    if name not in NOT_OPS:
+        raise ValueError(f"unknown not_op {name!r}; expected one of {', '.join(NOT_OPS)}")
+    return NOT_OPS[name]
+
+
 def weighted(e: Energy, weight) -> Energy:
     """`E = w·E_e` (LACE's per-attribute weights)."""
     (e,) = _check_energies("weighted", (e,))
@@ -729,7 +754,8 @@ def parse(expr: str, attributes: Mapping[str, Attribute] | Sequence[Energy], *, 
 
 
 __all__ = ["Energy", "DISCRETE", "CONTINUOUS", "as_pytree_callable", "zero", "gaussian_prior", "discrete",
-           "continuous", "anchored", "anchored_logits", "and_", "or_", "lace_or", "not_", "lace_not", "weighted",
+           "continuous", "anchored", "anchored_logits", "and_", "or_", "lace_or", "not_", "lace_not", "complement",
+           "NOT_OPS", "not_op", "weighted",
            "tempered", "shift", "with_prior", "BatchedEnergy", "stack", "per_sample", "value", "grad",
            "value_and_grad", "Attribute", "lace_seq_weights", "lace_conditional", "lace_sequential", "parse_lace",
            "parse"]

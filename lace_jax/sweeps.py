@@ -273,7 +273,7 @@ def run_sweep(world: Any, settings: Sequence[Mapping[str, Any]], *, num_samples:
         sampler = setting.get("sampler", world.sampler.get("name", "ode"))
         expr = setting.get("expr") or world.expr
         options = world.sampler_options(**{k: v for k, v in setting.items() if k in fields})
-        cond = en.parse(expr, world.attributes)
+        cond = world.parse(expr)
         k_init, k_run = jax.random.split(jax.random.PRNGKey(int(seed) + int(setting.get("seed", 0))))
         z0 = jax.random.normal(k_init, (int(num_samples), int(world.latent_dim)), jnp.float32)
         out, compile_s, time_s = runner(sampler, cond, z0, k_run, options)

@@ -82,7 +82,7 @@ def sample_condition(world: Any, expr: str, *, num_samples: int, seed: int = 0, 
     `!`), in resumable chunks when `out_dir` is given. Failed solves have NaN rows and `success` False.
     Pass the same `cache` dict to several calls to compile once per energy structure."""
     options = options or world.sampler_options()
-    cond = en.parse(expr, world.attributes)
+    cond = world.parse(expr)
     per = _per_sample_fn(sampler, options, world.latent_dim, cache=cache)
     return batching.generate(per, cond, num_samples=num_samples, chunk_size=chunk_size, seed=seed,
                              out_dir=out_dir, progress=progress, devices=devices, cache=cache,

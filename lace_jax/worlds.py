@@ -75,6 +75,10 @@ class World:
     expr: str = ""                              # a default expression
     config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
+    def parse(self, expr: str) -> Any:
+        """`energy.parse(expr, attributes)` with the config's NOT operator (`not_op`: 'lace' by default)."""
+        return en.parse(expr, self.attributes, not_op=en.not_op(str(self.config.get("not_op", "lace"))))
+
     def sampler_options(self, **overrides):
         """`SamplerOptions` from the world's defaults (t_end included), with `overrides` applied."""
         from lace_jax.sampling import SamplerOptions

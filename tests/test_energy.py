@@ -512,3 +512,24 @@ def test_euler_replay_of_lace_vpode(sampler_refs):
     z = solve(be, jnp.asarray(r["cifar_z_init"]), jnp.asarray(ts))
     assert int(r[f"{run}_nfe"]) == len(ts) - 1
     np.testing.assert_allclose(np.asarray(z), r[f"{run}_z_final"], rtol=1e-4, atol=1e-4)
+
+
+def test_complement_is_the_probability_of_not():
+    """complement(discrete(f, y)) = −log(1 − p_y) exactly; bounded below by 0; selectable by name for parse."""
+    logits = jnp.array([2.0, -1.0, 0.5])
+    f = lambda z: logits + 0.0 * z[0]                          # noqa: E731
+    z = jnp.zeros(2)
+    p = jax.nn.softmax(logits)
+    for y in range(3):
+        c = E.complement(E.discrete(f, y))
+        np.testing.assert_allclose(float(c(z)), -np.log(1 - float(p[y])), rtol=1e-5)
+    # AND of independent atoms: −log(1 − p_a p_b)
+    both = E.complement(E.and_(E.discrete(f, 0), E.discrete(f, 2)))
+    np.testing.assert_allclose(float(both(z)), -np.log(1 - float(p[0] * p[2])), rtol=1e-5)
+    sure = E.complement(E.discrete(lambda z: jnp.array([50.0, 0.0]), 0))
+    assert np.isfinite(float(sure(z))) and float(sure(z)) > 10          # clipped, not inf
+    attrs = {"a": E.Attribute.discrete(f, classes=["x", "y", "w"])}
+    np.testing.assert_allclose(float(E.parse("!a=x", attrs, not_op=E.not_op("complement"))(z)),
+                               -np.log(1 - float(p[0])), rtol=1e-5)
+    with pytest.raises(ValueError, match="unknown not_op"):
+        E.not_op("maybe")

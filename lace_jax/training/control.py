@@ -64,13 +64,16 @@ def measure(model: DefaultModel, num: int = 64, seed: int = 5) -> dict:
         lambda lab: (lab["shape"] == 0) | (lab["shape"] == 3))
     run("background=black | background=grey", energy.parse("background=black | background=grey", a),
         lambda lab: lab["background"] != 2)
-    # NOT: the language's `!` is LACE's bounded scaled negation (weak by design); `not_` is the plain one
-    run("!background=white", energy.parse("!background=white", a), lambda lab: lab["background"] != 2)
-    run("!background=white (plain not_)", energy.parse("!background=white", a, not_op=energy.not_),
-        lambda lab: lab["background"] != 2)
-    run("!shape=circle (plain not_)", energy.parse("!shape=circle", a, not_op=energy.not_),
-        lambda lab: lab["shape"] != 1)
-    run("shape=star & !background=white", energy.parse("shape=star & !background=white", a),
+    # NOT: LACE's bounded scaled negation (the language's default `!`) and the probabilistic complement
+    # −log(1 − p) that configs/shapes.py selects (`not_op: complement`)
+    comp = energy.not_op("complement")
+    run("!background=white [lace NOT]", energy.parse("!background=white", a), lambda lab: lab["background"] != 2)
+    run("!background=white", energy.parse("!background=white", a, not_op=comp), lambda lab: lab["background"] != 2)
+    run("!shape=circle [lace NOT]", energy.parse("!shape=circle", a), lambda lab: lab["shape"] != 1)
+    run("!shape=circle", energy.parse("!shape=circle", a, not_op=comp), lambda lab: lab["shape"] != 1)
+    run("shape=square & !background=black", energy.parse("shape=square & !background=black", a, not_op=comp),
+        lambda lab: (lab["shape"] == 0) & (lab["background"] != 0))
+    run("shape=star & !background=white", energy.parse("shape=star & !background=white", a, not_op=comp),
         lambda lab: (lab["shape"] == 3) & (lab["background"] != 2))
     results["wall_s"] = time.time() - t0
     return results
