@@ -9,9 +9,10 @@ sequential-editing preservation; sweeps of sampler settings.
 
 Accuracy is read by the world's judge on the rendered images (the shapes world's judge is trained on ground-truth
 renders), next to the unconditional rate of the samples' own starting latents; Fréchet distances use the judge's
-penultimate features against `--num_real` real renders. Writes `results.json` (flags, versions, device, rows,
-failures, wall time) and `results.md` into --out_dir, last and atomically; the same functions are importable from
-`lace_jax.evaluation`. Bad input exits with code 2 and a one-line reason.
+penultimate features against `--num_real` real renders: `fd_matched` against the real renders that satisfy the
+condition (the judge labels them; the realism of conditional samples), `fd` against all of them. Writes
+`results.json` (flags, versions, device, rows, failures, wall time) and `results.md` into --out_dir, last and
+atomically; the same functions are importable from `lace_jax.evaluation`. Bad input exits with code 2 and a one-line reason.
 """
 from __future__ import annotations
 
@@ -84,9 +85,10 @@ def main(argv: list[str]) -> None:
     _prepare(out_dir)
     _progress(f"world={world.name} sampler={sampler} backend={jax.default_backend()} devices={jax.device_count()}")
 
-    real = None
+    real = real_labels = None
     if FLAGS.fd and world.real_images is not None:
-        real, t_real = evaluation.timed(lambda: evaluation.reference_features(world, FLAGS.num_real, FLAGS.seed))
+        (real, real_labels), t_real = evaluation.timed(
+            lambda: evaluation.reference_set(world, FLAGS.num_real, FLAGS.seed))
         _progress(f"reference: {FLAGS.num_real} real renders in {t_real:.1f}s")
     record: dict = {"argv": sys.argv, "flags": cli_flags.flag_values(sys.argv[0]), "world": world.name,
                     "config": cfg, "sampler": sampler, "options": cli_flags.options_dict(options),
@@ -98,7 +100,7 @@ def main(argv: list[str]) -> None:
         rows = sweeps.run_sweep(
             world, settings, num_samples=n_sweep, seed=FLAGS.seed, tol=FLAGS.tol,
             extra_metrics=lambda row, z, ok, z0: evaluation.sweep_row_metrics(
-                world, row, z, ok, z0, real_features=real, tol=FLAGS.tol),
+                world, row, z, ok, z0, real_features=real, real_labels=real_labels, tol=FLAGS.tol),
             progress=lambda r: _progress(f"{r['setting'].get('label', '')} {r['setting']['expr']!r}: judge accuracy "
                                          f"{r['metrics']['judge_accuracy']:.3f} (base "
                                          f"{r['metrics']['judge_base_rate']:.3f}) nfe {r['nfe']} "
@@ -130,10 +132,11 @@ def main(argv: list[str]) -> None:
             if not res.success.any():
                 raise cli.UserError(f"every sample of {expr!r} failed ({sampler}); see --max_steps, --rtol/--atol")
             row = evaluation.condition_metrics(world, expr, res, seed=seed, real_features=real, tol=FLAGS.tol,
-                                               time_s=t)
+                                               time_s=t, real_labels=real_labels)
             row["failed_indices"] = res.failed_indices.tolist()
             _progress(f"{expr!r}: accuracy {row['accuracy']:.3f} vs unconditional {row['base_rate']:.3f}"
-                      + (f", FD {row['fd']:.2f}" if "fd" in row else "") + f", NFE {row.get('nfe', 0):.1f}")
+                      + (f", FD matched {row['fd_matched']:.2f} (all real {row['fd']:.2f})" if "fd" in row else "")
+                      + f", NFE {row.get('nfe', 0):.1f}")
             rows.append(row)
         record["rows"] = rows
         table = evaluation.markdown([{k: v for k, v in r.items() if k != "failed_indices"} for r in rows])

@@ -1,9 +1,10 @@
 """Evaluation by an image judge: conditional accuracy, Fréchet distance, sequential-editing preservation.
 
     world = worlds.world_from_config("shapes")
-    real = evaluation.reference_features(world, 2000, seed=0)          # judge features of real renders
     res = workflow.sample_condition(world, "shape=circle & !background=white", num_samples=256)
-    row = evaluation.condition_metrics(world, "shape=circle & !background=white", res, real_features=real)
+    real, real_labels = evaluation.reference_set(world, 5000, seed=0)    # judge features + labels of renders
+    row = evaluation.condition_metrics(world, "shape=circle & !background=white", res, real_features=real,
+                                       real_labels=real_labels)     # fd (all real) and fd_matched
     z0, steps = workflow.sequential_edit(world, ["shape=star", "background=black"], num_samples=64)
     rows = evaluation.edit_metrics(world, z0, steps)
     print(evaluation.markdown(rows))
@@ -84,6 +85,33 @@ def reference_features(world: Any, num: int, seed: int = 0, features: Features =
     return np.concatenate(out)
 
 
+def reference_set(world: Any, num: int, seed: int = 0, features: Features = None,
+                  batch: int = 500) -> tuple[np.ndarray, dict]:
+    """(features [num, F], judge labels {name: [num]}) of `num` real images: the labels select the real images
+    that satisfy a condition, the matched reference of a conditional Fréchet distance."""
+    if world.real_images is None:
+        raise ValueError(f"world {world.name!r} has no real images")
+    feats, labels, key = [], {}, jax.random.PRNGKey(int(seed) + 7919)
+    for i in range(int(math.ceil(num / batch))):
+        n = min(batch, num - i * batch)
+        imgs = np.asarray(world.real_images(jax.random.fold_in(key, i), batch))[:n]
+        lab, f = workflow.judge(world, imgs, features=features)
+        feats.append(f)
+        for k, v in lab.items():
+            labels.setdefault(k, []).append(v)
+    return np.concatenate(feats), {k: np.concatenate(v) for k, v in labels.items()}
+
+
+def matched_fd(expr: str, attributes: Mapping[str, Any], gen_features: np.ndarray,
+               real_features: np.ndarray, real_labels: Mapping[str, np.ndarray], tol: float = 0.1
+               ) -> tuple[float, int]:
+    """(FD of generated features to the real images that satisfy `expr` by the judge, how many real ones):
+    the realism of conditional samples measured against the conditional data distribution (an FD against all
+    real images penalises every successful condition for not looking like the unconditional data)."""
+    keep, _ = judge_satisfied(expr, attributes, real_labels, tol)
+    return fd(gen_features, real_features[keep]), int(keep.sum())
+
+
 def reference_features_from_images(world: Any, images: np.ndarray, features: Features = None) -> np.ndarray:
     """Features of a user-given reference set (NCHW in [−1, 1], e.g. unconditional samples of the generator)."""
     return workflow.judge(world, np.asarray(images, np.float32), features=features)[1]
@@ -110,9 +138,11 @@ def start_latents(world: Any, num: int, seed: int) -> np.ndarray:
 
 def condition_metrics(world: Any, expr: str, result: batching.BatchResult, *, seed: int = 0,
                       real_features: Optional[np.ndarray] = None, features: Features = None, tol: float = 0.1,
-                      time_s: Optional[float] = None) -> dict:
+                      time_s: Optional[float] = None, real_labels: Optional[Mapping[str, np.ndarray]] = None
+                      ) -> dict:
     """Judge accuracy of `result` (a `workflow.sample_condition` output for `expr` with `seed`) next to the
-    unconditional rate, per-atom rates, failures, Fréchet distance to `real_features`, NFE and time."""
+    unconditional rate, per-atom rates, failures, Fréchet distance to `real_features` (`fd`) and, with
+    `real_labels`, to the real images that satisfy `expr` (`fd_matched`, `num_real_matched`), NFE and time."""
     z = np.asarray(result.z)
     ok = np.asarray(result.success)
     labels, feats = workflow.judge(world, workflow.render(world, z), features=features)
@@ -126,6 +156,9 @@ def condition_metrics(world: Any, expr: str, result: batching.BatchResult, *, se
     if real_features is not None:
         row["fd"] = fd(feats[ok], real_features)
         row["fd_unconditional"] = fd(base_feats, real_features)
+        if real_labels is not None:
+            row["fd_matched"], row["num_real_matched"] = matched_fd(expr, world.attributes, feats[ok],
+                                                                   real_features, real_labels, tol)
     nfe = result.stats.get("nfe")
     if nfe is not None:
         row["nfe"] = float(np.mean(np.asarray(nfe)[ok])) if ok.any() else float("nan")
@@ -189,8 +222,8 @@ def edit_metrics(world: Any, z_start: np.ndarray, steps: Sequence[Any], *, tol: 
 
 def sweep_row_metrics(world: Any, row: Mapping[str, Any], z: np.ndarray, success: np.ndarray, z0: np.ndarray,
                       *, real_features: Optional[np.ndarray] = None, features: Features = None,
-                      tol: float = 0.1) -> dict:
-    """Judge metrics for one sweep row (`sweeps.run_sweep(..., judge_metrics=...)` calls this)."""
+                      tol: float = 0.1, real_labels: Optional[Mapping[str, np.ndarray]] = None) -> dict:
+    """Judge metrics for one sweep row (`sweeps.run_sweep(..., extra_metrics=...)` calls this)."""
     expr = row["setting"]["expr"]
     labels, feats = workflow.judge(world, workflow.render(world, z), features=features)
     sat, _ = judge_satisfied(expr, world.attributes, labels, tol)
@@ -199,6 +232,8 @@ def sweep_row_metrics(world: Any, row: Mapping[str, Any], z: np.ndarray, success
     out = {"judge_accuracy": float(np.mean(sat & success)), "judge_base_rate": float(np.mean(base))}
     if real_features is not None:
         out["fd"] = fd(feats[success], real_features)
+        if real_labels is not None:
+            out["fd_matched"], _ = matched_fd(expr, world.attributes, feats[success], real_features, real_labels, tol)
     return out
 
 
@@ -235,7 +270,7 @@ def flat_sweep_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict]:
     for r in rows:
         m = r["metrics"]
         flat = {k: v for k, v in r["setting"].items()}
-        for k in ("judge_accuracy", "judge_base_rate", "fd"):
+        for k in ("judge_accuracy", "judge_base_rate", "fd_matched", "fd"):
             if k in m:
                 flat[k] = m[k]
         flat["classifier_accuracy"] = m.get("accuracy")
@@ -253,6 +288,7 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     return out, time.perf_counter() - t0
 
 
-__all__ = ["atom_by_judge", "judge_satisfied", "reference_features", "reference_features_from_images", "fd",
+__all__ = ["atom_by_judge", "judge_satisfied", "reference_features", "reference_set", "matched_fd",
+           "reference_features_from_images", "fd",
            "start_latents", "condition_metrics", "edit_metrics", "sweep_row_metrics", "flat_sweep_rows", "markdown",
            "timed"]

@@ -58,3 +58,13 @@ def test_edit_metrics_structure(world):
     assert rows[1]["feature_dist_unrelated"] > 0
     md = evaluation.markdown(rows)
     assert md.count("\n") == 4 and "| step |" in md
+
+
+def test_matched_fd_uses_the_real_images_that_satisfy_the_condition(world):
+    feats, labels = evaluation.reference_set(world, 600, seed=3)
+    black = labels["background"] == 0
+    assert 120 < black.sum() < 280 and feats.shape == (600, 128)
+    gen = feats[black][:100]                                  # "samples" that are real black-background renders
+    d_matched, n = evaluation.matched_fd("background=black", world.attributes, gen, feats, labels)
+    d_all = evaluation.fd(gen, feats)
+    assert n == int(black.sum()) and d_matched < 0.5 * d_all, (d_matched, d_all)

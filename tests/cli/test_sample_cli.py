@@ -58,6 +58,7 @@ def test_default_run_on_the_shipped_model(tmp_path):
     assert record["environment"]["versions"]["jax"] and record["time_s"]["total"] > 0
 
 
+@pytest.mark.slow      # tests/test_evaluation.py and tests/cli/test_evaluate_cli.py check the same by the judge
 def test_judge_confirms_a_condition(tmp_path):
     """background=black by the LACE ODE: the judge sees black backgrounds far more often than the 1/3 prior."""
     out = tmp_path / "out"
