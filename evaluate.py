@@ -38,18 +38,6 @@ def _progress(msg: str) -> None:
     print(f"[evaluate] {msg}", flush=True)
 
 
-def _prepare(out_dir: Path) -> None:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write_test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise cli.UserError(f"cannot write to --out_dir {out_dir}: {err.strerror or err}") from None
-    for name in OUTPUTS:
-        (out_dir / name).unlink(missing_ok=True)
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise cli.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -82,7 +70,7 @@ def main(argv: list[str]) -> None:
         except (ValueError, FileNotFoundError) as err:
             raise cli.UserError(f"--sweep: {err}") from None
     out_dir = Path(FLAGS.out_dir)
-    _prepare(out_dir)
+    cli_flags.prepare_out_dir(out_dir, OUTPUTS)
     _progress(f"world={world.name} sampler={sampler} backend={jax.default_backend()} devices={jax.device_count()}")
 
     real = real_labels = None

@@ -44,16 +44,7 @@ def _progress(msg: str) -> None:
 
 
 def _prepare_out_dir(out_dir: Path) -> None:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write_test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise cli.UserError(f"cannot write to --out_dir {out_dir}: {err.strerror or err}") from None
-    for stale in list(OUTPUTS) + [p.name for p in out_dir.glob("condition_*.png")] + \
-            [p.name for p in out_dir.glob("edit_*.png")]:
-        (out_dir / stale).unlink(missing_ok=True)      # never leave an old run looking like this one
+    cli_flags.prepare_out_dir(out_dir, list(OUTPUTS) + ["condition_*.png", "edit_*.png"])
     if FLAGS.fresh:
         for d in ("conditions", "edits"):
             shutil.rmtree(out_dir / d, ignore_errors=True)

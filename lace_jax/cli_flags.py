@@ -8,7 +8,8 @@ reason on bad input. Sampler flags left unset take the world config's defaults (
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterable
 
 from absl import flags
 
@@ -173,3 +174,19 @@ def flag_values(module_name: str) -> dict:
 
 def options_dict(options: Any) -> dict:
     return dataclasses.asdict(options)
+
+
+def prepare_out_dir(out_dir: Path, stale: Iterable[str]) -> None:
+    """Create `out_dir`, check it is writable (else a UserError), and delete the outputs of an earlier run
+    (`stale`: names or glob patterns) so that a folder never looks complete when this run is not."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"cannot write to --out_dir {out_dir}: {err.strerror or err}") from None
+    for pattern in stale:
+        for path in out_dir.glob(pattern):
+            if path.is_file():
+                path.unlink()

@@ -30,7 +30,7 @@ import numpy as np
 
 from lace_jax import batching, workflow
 from lace_jax.metrics.frechet import frechet_distance
-from lace_jax.sweeps import atom_label, atoms, parse_conditions
+from lace_jax.sweeps import atom_label, atoms, evaluate_tree, parse_conditions
 
 Features = Optional[Callable[[jax.Array], jax.Array]]
 
@@ -56,16 +56,7 @@ def judge_satisfied(expr: str, attributes: Mapping[str, Any], labels: Mapping[st
         if name not in labels:
             raise ValueError(f"the judge gives no label for attribute {name!r} (it labels: {', '.join(labels)})")
         table[atom_label(attributes, name, value)] = atom_by_judge(attributes[name], value, labels[name], tol)
-
-    def ev(t):
-        if t[0] == "atom":
-            return table[atom_label(attributes, t[1], t[2])]
-        if t[0] == "not":
-            return ~ev(t[1])
-        parts = [ev(s) for s in t[1]]
-        return np.logical_and.reduce(parts) if t[0] == "and" else np.logical_or.reduce(parts)
-
-    return ev(tree), table
+    return evaluate_tree(tree, attributes, table), table
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -240,16 +240,17 @@ def expression_satisfied(expr: str, attributes: Mapping[str, en.Attribute], z, t
     """(bool[B] whether each latent satisfies `expr` by the classifiers, {"name=value": bool[B]} per atom)."""
     tree = parse_conditions(expr, attributes)
     table = {atom_label(attributes, n, v): atom_satisfied(attributes[n], v, z, tol) for n, v in atoms(tree)}
+    return evaluate_tree(tree, attributes, table), table
 
-    def ev(t):
-        if t[0] == "atom":
-            return table[atom_label(attributes, t[1], t[2])]
-        if t[0] == "not":
-            return ~ev(t[1])
-        parts = [ev(s) for s in t[1]]
-        return np.logical_and.reduce(parts) if t[0] == "and" else np.logical_or.reduce(parts)
 
-    return ev(tree), table
+def evaluate_tree(tree, attributes: Mapping[str, en.Attribute], table: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Boolean value of a `parse_conditions` tree given each atom's bool array (`table["name=value"]`)."""
+    if tree[0] == "atom":
+        return table[atom_label(attributes, tree[1], tree[2])]
+    if tree[0] == "not":
+        return ~evaluate_tree(tree[1], attributes, table)
+    parts = [evaluate_tree(t, attributes, table) for t in tree[1]]
+    return np.logical_and.reduce(parts) if tree[0] == "and" else np.logical_or.reduce(parts)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -342,4 +343,4 @@ def write(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, extra: Mapping
 
 
 __all__ = ["TRACED_OPTIONS", "expand", "settings_from_config", "Runner", "parse_conditions", "atoms", "atom_label",
-           "atom_satisfied", "expression_satisfied", "run_sweep", "to_markdown", "write"]
+           "atom_satisfied", "expression_satisfied", "evaluate_tree", "run_sweep", "to_markdown", "write"]
