@@ -4,8 +4,10 @@
     python train.py --config shapes_judge  --workdir runs/judge
     python train.py --config shapes_latent --workdir runs/latent --set gan_workdir=runs/gan \
                                                                --set judge_workdir=runs/judge
+    python train.py --config diffusion_latent --workdir runs/wdiff     # energy diffusion over w (issue 8)
 
-Each run resumes from the newest checkpoint in `<workdir>/checkpoints` (kill it and start the same command again).
+The GAN, judge and latent runs resume from the newest checkpoint in `<workdir>/checkpoints` (kill one and start the
+same command again); the w-space diffusion run (about 10 minutes on 2 cores) saves `<workdir>/model` at its end.
 Progress lines go to stdout; the config, metrics and sample grids are written into the workdir.
 """
 from __future__ import annotations
@@ -19,7 +21,8 @@ from absl import app, flags, logging
 from lace_jax.config import apply_overrides, load_config
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("config", "shapes_gan", "config name in configs/ (shapes_gan | shapes_judge | shapes_latent) "
+flags.DEFINE_string("config", "shapes_gan", "config name in configs/ (shapes_gan | shapes_judge | shapes_latent | "
+                    "diffusion_latent) "
                     "or a path to a config file")
 flags.DEFINE_string("workdir", None, "output directory (checkpoints, logs, samples); required")
 flags.DEFINE_multi_string("set", [], "config override key=value (repeatable)")
@@ -49,8 +52,12 @@ def main(argv) -> None:
     elif kind == "latent":
         from lace_jax.training.latent import train_latent
         result = train_latent(config, workdir, log=_log)
+    elif kind == "diffusion_latent":
+        from lace_jax.latent_diffusion import train_w_diffusion
+        result = train_w_diffusion(config, workdir, log=_log)
+        result = {k: v for k, v in result.items() if k not in ("model", "stats", "losses")}
     else:
-        raise app.UsageError(f"config kind must be judge, gan or latent, got {kind!r}")
+        raise app.UsageError(f"config kind must be judge, gan, latent or diffusion_latent, got {kind!r}")
     _log("result: " + json.dumps(result))
 
 

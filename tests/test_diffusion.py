@@ -113,6 +113,25 @@ def test_reverse_diffusion_with_the_exact_score_recovers_the_data():
     np.testing.assert_allclose(x.std(0), S, rtol=0.06)
 
 
+def test_pf_ode_with_the_exact_score_recovers_the_data_deterministically():
+    # deterministic DDIM converges to the PF-ODE's exact transport as the levels get finer: with the exact score
+    # of N(M, S²) its std is 7.6 % low on 20 cosine levels, 1.5 % on 100 and 0.4 % on 400 (measured)
+    n, sched = 4000, D.cosine_schedule(100)
+    x = np.asarray(D.sample_pf_ode(_analytic(sched), sched, jax.random.PRNGKey(3), n).samples)
+    np.testing.assert_array_less(np.abs(x.mean(0) - np.asarray(M)), 5 * np.asarray(S) / np.sqrt(n) + 0.02)
+    np.testing.assert_allclose(x.std(0), S, rtol=0.04)
+    coarse = np.asarray(D.sample_pf_ode(_analytic(SCHED), SCHED, jax.random.PRNGKey(3), n).samples)
+    assert np.all(np.abs(x.std(0) / S - 1) < np.abs(coarse.std(0) / S - 1))
+    r1 = D.sample_pf_ode(_analytic(SCHED), SCHED, jax.random.PRNGKey(9), 8)
+    r2 = D.sample_pf_ode(_analytic(SCHED), SCHED, jax.random.PRNGKey(9), 8)
+    np.testing.assert_array_equal(np.asarray(r1.samples), np.asarray(r2.samples))
+    assert r1.nfe == D.pf_ode_start_level(SCHED) + 1
+    acp = np.asarray(SCHED.alphas_cumprod)
+    start = D.pf_ode_start_level(SCHED, 1e-4)
+    assert acp[start] >= 1e-4 and (start == SCHED.num_levels - 1 or acp[start + 1] < 1e-4)
+    assert D.pf_ode_start_level(SCHED, 0.0) == SCHED.num_levels - 1
+
+
 @pytest.mark.parametrize("method,h,ancestral", [("mala", 0.05, False), ("hmc", 0.2, False),
                                                ("uhmc", 0.1, False), ("ula", 0.01, True)])
 def test_annealed_mcmc_with_exact_energies_reaches_the_last_level(method, h, ancestral):
