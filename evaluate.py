@@ -6,6 +6,12 @@ sequential-editing preservation; sweeps of sampler settings.
     python evaluate.py --edit shape=star --edit background=black --edit size=0.9 --num_samples 128
     python evaluate.py --sweep sweep_robustness --num_samples 256     # docs/sweeps.md was made this way
     python evaluate.py --expr shape=star --sampler sgld              # any sampler flag of sample.py
+    python evaluate.py --config diffusion_latent --checkpoint_dir runs/wdiff   # a research study (below)
+
+Research studies run by config kind, with `--set key=value` overrides, writing into --out_dir: `diffusion_2d`
+(Du et al.'s 2-D compositions), `diffusion_latent` (w-space energy diffusion vs LACE-ODE; `--checkpoint_dir` is
+the `train.py --config diffusion_latent` workdir) and `directions_shapes` (Plumerault et al.'s directions). The
+scripts behind them are `experiments/*.py`; the published tables in docs/ were made with their default out_dir.
 
 Accuracy is read by the world's judge on the rendered images (the shapes world's judge is trained on ground-truth
 renders), next to the unconditional rate of the samples' own starting latents; Fréchet distances use the judge's
@@ -38,6 +44,35 @@ def _progress(msg: str) -> None:
     print(f"[evaluate] {msg}", flush=True)
 
 
+EXPERIMENTS = {"diffusion_2d": "diffusion_2d.py", "diffusion_latent": "diffusion_latent.py",
+               "directions": "directions_shapes.py"}
+
+
+def _run_experiment(kind: str) -> None:
+    """Run `experiments/<script>` for a research config (its own progress lines, JSON and Markdown)."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parent / "experiments" / EXPERIMENTS[kind]
+    if not script.is_file():
+        raise cli.UserError(f"{script} is missing (the research studies run from a source checkout)")
+    argv = ["--config", FLAGS.config]
+    if kind == "diffusion_latent":
+        if not FLAGS.checkpoint_dir:
+            raise cli.UserError("--config diffusion_latent needs --checkpoint_dir: the --workdir of "
+                                "`python train.py --config diffusion_latent --workdir DIR` (trained there if empty)")
+        argv += ["--workdir", FLAGS.checkpoint_dir]
+    elif FLAGS.checkpoint_dir:
+        argv += ["model_dir=" + FLAGS.checkpoint_dir] if kind == "directions" else []
+    argv += list(FLAGS.set) + [f"out_dir={FLAGS.out_dir}"]
+    if FLAGS.expr or FLAGS.attr or FLAGS.edit or FLAGS.sweep:
+        raise cli.UserError(f"--config {FLAGS.config} runs a study: its conditions come from the config (--set)")
+    spec = importlib.util.spec_from_file_location(f"lace_experiment_{kind}", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    _progress(f"running {script.name} {' '.join(argv)}")
+    module.main(argv)
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise cli.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -48,6 +83,9 @@ def main(argv: list[str]) -> None:
     from lace_jax.config import load_config
 
     cfg = cli_flags.world_config()
+    if cfg.get("kind") in EXPERIMENTS:
+        _run_experiment(cfg["kind"])
+        return
     world = cli_flags.load_world(cfg)
     if world.judge is None or world.render is None:
         raise cli.UserError(f"world {world.name!r} has no image judge to evaluate with (the shipped shapes model "

@@ -8,6 +8,8 @@
     python sample.py --config toy2d --expr "cluster=ne | radius=1"           # the 2-D demo world
     python sample.py --config ffhq --checkpoint_dir ~/lace_ckpt/ffhq         # your converted LACE weights
     python sample.py --sweep sweep_robustness                                # a grid of sampler settings
+    python sample.py --config diffusion_latent --checkpoint_dir runs/wdiff --expr "shape=circle" --sampler mala
+                                       # a w-space energy diffusion model (train.py) composed with the classifiers
 
 Every condition's samples are computed in resumable chunks (`--chunk_size`) sharded over all local devices;
 re-running the same command in the same --out_dir continues where an interrupted run stopped. Writes into
@@ -170,6 +172,9 @@ def main(argv: list[str]) -> None:
 
     # 1. Validate everything before any work or any file.
     cfg = cli_flags.world_config()
+    if cfg.get("kind") == "diffusion_latent":
+        _run_w_diffusion(cfg, t_start)
+        return
     world = cli_flags.load_world(cfg)
     edits = cli_flags.edits(world)
     if edits and (FLAGS.expr or FLAGS.attr):
@@ -254,6 +259,90 @@ def main(argv: list[str]) -> None:
     records.write_npz(out_dir / "samples.npz", **arrays)
     record["time_s"] = {"sample_incl_compile": t_sample, "total": time.time() - t_start}
     record["environment"] = records.environment()
+    records.write_json(out_dir / "record.json", record)
+    _progress(f"wrote {out_dir}/grid.png, samples.npz, record.json ({time.time() - t_start:.1f}s)")
+
+
+W_DIFFUSION_SAMPLERS = ("reverse", "pf_ode", "ula", "mala", "hmc")
+
+
+def _run_w_diffusion(cfg: dict, t_start: float) -> None:
+    """`--config diffusion_latent --checkpoint_dir <train.py workdir>`: conditions composed with the w-space
+    energy diffusion model (`lace_jax.latent_diffusion`), sampled by `--set sampler=...` (reverse, pf_ode, ula,
+    mala, hmc; `--sampler ula|mala|hmc` works too) with `--set guidance_weight=λ`; writes the same grid, npz
+    and record as the other modes."""
+    import jax
+    import numpy as np
+
+    from lace_jax import checkpoint, diffusion, images, records, workflow
+    from lace_jax import latent_diffusion as ld
+
+    if FLAGS.edit or FLAGS.sweep:
+        raise cli.UserError("--config diffusion_latent samples conditions only (no --edit or --sweep)")
+    if not FLAGS.checkpoint_dir:
+        raise cli.UserError("--config diffusion_latent needs --checkpoint_dir: the --workdir of "
+                            "`python train.py --config diffusion_latent --workdir DIR`")
+    model_dir = Path(FLAGS.checkpoint_dir).expanduser() / "model"
+    sampler = FLAGS.sampler or str(cfg.get("sampler", "mala"))
+    if sampler not in W_DIFFUSION_SAMPLERS:
+        raise cli.UserError(f"sampler {sampler!r} does not sample the w-diffusion model; use one of "
+                            f"{', '.join(W_DIFFUSION_SAMPLERS)}")
+    try:
+        model, stats, model_cfg = ld.load(model_dir)
+    except checkpoint.CheckpointError as err:
+        raise cli.UserError(f"{err} (make it with: python train.py --config diffusion_latent --workdir "
+                            f"{FLAGS.checkpoint_dir})") from None
+    world = ld.w_world(cli_flags.load_world(dict(cfg["world"])))
+    conds = cli_flags.conditions(world) if (FLAGS.expr or FLAGS.attr) else list(cfg["conditions"])
+    n = int(FLAGS.num_samples or cfg.get("sample_num_samples", 16))
+    weight = float(cfg.get("guidance_weight", cfg.get("guidance_weights", [1.0])[0]))
+    out_dir = Path(FLAGS.out_dir)
+    _prepare_out_dir(out_dir)
+    spec = dict(cfg["samplers"].get(sampler, {}))
+    kw: dict = {}
+    if sampler not in ("reverse", "pf_ode"):
+        kw["ancestral"] = bool(spec.pop("ancestral", True))
+        kw["step_size"] = diffusion.step_sizes(model.schedule, spec.pop("small"), spec.pop("large"))
+        if FLAGS.step_size is not None:
+            kw["step_size"] = float(FLAGS.step_size)
+        kw.update(spec)
+    _progress(f"world={world.name} w-diffusion ({model_cfg['num_levels']} levels) sampler={sampler} λ={weight:g} "
+              f"backend={jax.default_backend()}")
+    zs, runs = [], []
+    t0 = time.time()
+    for k, expr in enumerate(conds):
+        target = ld.conditioned(model, world.parse(expr), stats, weight)
+        res = ld.sample_w(target, model, stats, jax.random.fold_in(jax.random.PRNGKey(FLAGS.seed), k), n,
+                          method=sampler, **kw)
+        ok = np.all(np.isfinite(res.w), axis=-1)
+        zs.append(np.where(ok[:, None], res.w, np.nan).astype(np.float32))
+        runs.append({"expr": expr, "nfe": res.nfe, "acceptance": res.acceptance, "seconds": res.seconds,
+                     "num_failed": int((~ok).sum()), "failed_indices": np.nonzero(~ok)[0].tolist()})
+        _progress(f"condition {k + 1}/{len(conds)}: {expr!r}: {n} samples, NFE {res.nfe}, {res.seconds:.1f}s"
+                  + (f", {int((~ok).sum())} non-finite (excluded)" if (~ok).any() else ""))
+    success = np.stack([np.all(np.isfinite(z), axis=-1) for z in zs])
+    if not success.any():
+        raise cli.UserError(f"every sample is non-finite ({sampler}); try smaller step sizes or another sampler")
+    grid, u8 = _image_rows(world, zs, conds, FLAGS.grid_columns)
+    images.save_png(out_dir / "grid.png", images.add_title(grid, f"{world.name} w-diffusion [{sampler}] seed "
+                                                                 f"{FLAGS.seed}"))
+    for k, (label, z) in enumerate(zip(conds, zs)):
+        one, _ = _image_rows(world, [z], [label], FLAGS.grid_columns)
+        images.save_png(out_dir / f"condition_{k}_{_slug(label)}.png", one)
+    arrays = {"w": np.stack(zs), "success": success}
+    if FLAGS.save_images:
+        arrays["images"] = np.stack(u8)
+        arrays["images"][~success] = 0
+    summary = []
+    for label, z, ok in zip(conds, zs, success):
+        lab, _ = workflow.judge(world, workflow.render(world, z))
+        summary.append({"condition": label, **_judge_summary(world, lab, ok)})
+    records.write_npz(out_dir / "samples.npz", **arrays)
+    record = {"argv": sys.argv, "flags": cli_flags.flag_values(sys.argv[0]), "world": world.name, "config": cfg,
+              "model": model_cfg, "sampler": sampler, "guidance_weight": weight, "num_samples": n,
+              "seed": FLAGS.seed, "conditions": runs, "judge_summary": summary,
+              "time_s": {"sample_incl_compile": time.time() - t0, "total": time.time() - t_start},
+              "environment": records.environment()}
     records.write_json(out_dir / "record.json", record)
     _progress(f"wrote {out_dir}/grid.png, samples.npz, record.json ({time.time() - t_start:.1f}s)")
 

@@ -2,6 +2,7 @@
 
     python train.py --config diffusion_latent --workdir runs/wdiff          # trains the w-space model
     python experiments/diffusion_latent.py --workdir runs/wdiff             # samples, judges, writes docs/
+    python sample.py --config diffusion_latent --checkpoint_dir runs/wdiff --expr "shape=circle"   # one run
 
 The model: an energy-parameterised residual MLP (`lace_jax.diffusion`) over standardised w = mapping(z),
 cosine schedule with 50 levels (so one pass of reverse diffusion costs 50 NFE, LACE-ODE's budget at
@@ -24,6 +25,10 @@ def get_config() -> dict:
         # the experiment
         # λ in p(w)·p(c | w)^λ (1: the target LACE's energy defines)
         "guidance_weights": [1.0, 3.0],
+        # sample.py --config diffusion_latent --checkpoint_dir <workdir>: sampler, λ and samples per condition
+        "sampler": "mala",
+        "guidance_weight": 1.0,
+        "sample_num_samples": 16,
         "conditions": ["shape=circle", "background=black", "shape=circle & background=black",
                        "background=black | background=white", "!shape=circle"],
         "num_samples": 256,

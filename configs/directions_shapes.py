@@ -12,6 +12,7 @@ the trajectory amounts stay inside those ranges.
 
 def get_config() -> dict:
     return {
+        "kind": "directions",               # `python evaluate.py --config directions_shapes` runs the experiment
         "seed": 0,
         "out_dir": "docs/directions",
         "model_dir": None,                  # None: the shipped default model (lace_jax/assets/default)

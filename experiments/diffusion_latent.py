@@ -97,7 +97,7 @@ def main(argv=None) -> dict:
     w_true = ld.w_samples(world, jax.random.PRNGKey(seed + 2), 4 * n)
     x_true = np.asarray(stats.to_x(w_true))
     prior = diffusion.level_energy(model)
-    for name in ("reverse", "pf_ode", "hmc"):
+    for name in [s for s in ("reverse", "pf_ode", "hmc") if s in cfg["samplers"]]:
         res = ld.sample_w(prior, model, stats, jax.random.PRNGKey(seed + 3), n, method=name,
                           **({} if name != "hmc" else _sampler_kwargs(cfg["samplers"][name], model.schedule)))
         row, _, lab = _judged(wworld, res.w, None, ref_feats, ref_labels)

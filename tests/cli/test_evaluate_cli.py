@@ -56,3 +56,12 @@ def test_bad_input_exits_2(tmp_path, args, needle):
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
     assert needle in proc.stderr and "Traceback" not in proc.stderr
     assert not (out / "results.json").exists()
+
+
+def test_research_configs_refuse_condition_flags_and_need_their_workdir(tmp_path):
+    for args, msg in [(["--config", "directions_shapes", "--expr", "shape=circle"], "runs a study"),
+                      (["--config", "diffusion_latent"], "needs --checkpoint_dir")]:
+        r = subprocess.run([sys.executable, str(REPO / "evaluate.py"), *args, "--out_dir", str(tmp_path / "o")],
+                           capture_output=True, text=True, cwd=REPO, timeout=300)
+        assert r.returncode == 2 and msg in r.stderr, (args, r.stderr[-500:])
+        assert not (tmp_path / "o" / "results.json").exists()
