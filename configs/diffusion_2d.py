@@ -29,6 +29,7 @@ def get_config() -> dict:
         # step sizes per level k: small + (large - small) * sigma_k^2
         "samplers": {
             "reverse": {},
+            "pf_ode": {},                   # deterministic DDIM on the levels (the PF-ODE), same score
             "ula": {"steps_per_level": 3, "small": 5e-4, "large": 0.05},
             "mala": {"steps_per_level": 3, "small": 5e-4, "large": 0.05},
             "uhmc": {"steps_per_level": 2, "num_leapfrog": 2, "damping": 0.5, "small": 0.02, "large": 0.3},

@@ -25,7 +25,7 @@ from lace_jax import diffusion, images, toy2d  # noqa: E402
 from lace_jax import energy as energy_lib  # noqa: E402
 from lace_jax.metrics import sample_quality as sq  # noqa: E402
 
-SAMPLER_ORDER = ("reverse", "ula", "uhmc", "mala", "hmc")
+SAMPLER_ORDER = ("reverse", "ula", "uhmc", "mala", "hmc", "pf_ode")   # new ones at the end: keys stay
 
 
 def exact_composition(targets: dict, comp: dict):

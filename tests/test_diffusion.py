@@ -1,5 +1,7 @@
 """lace_jax.diffusion: schedules, the two parameterisations, composition (and its errors), reverse diffusion and
 annealed MCMC on analytic diffusions with known marginals, and training on a tiny model."""
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -186,3 +188,15 @@ def test_train_rejects_bad_step_counts():
         D.train(m, toy2d.gaussian().sample, jax.random.PRNGKey(0), steps=150, chunk=100)
     with pytest.raises(ValueError, match="kind"):
         D.init_model(jax.random.PRNGKey(0), kind="flow")
+
+
+def test_sample_from_config_runs_every_configured_sampler():
+    from lace_jax.config import load_config
+
+    cfg = load_config(str(Path(__file__).resolve().parents[1] / "configs" / "diffusion_2d.py"))
+    target = _analytic(SCHED)
+    for name in cfg["samplers"]:
+        xs, acc, nfe = D.sample_from_config(target, SCHED, name, cfg, jax.random.PRNGKey(0), 16)
+        assert np.asarray(xs).shape == (16, 2) and np.all(np.isfinite(np.asarray(xs))), name
+        assert (acc is None) == (name in ("reverse", "pf_ode")), name
+        assert nfe == {"reverse": 20, "pf_ode": D.pf_ode_start_level(SCHED) + 1}.get(name, nfe) and nfe > 0
