@@ -396,8 +396,8 @@ def nfe_search(setup: Setup, b: int, zref: np.ndarray, reps: int, quick: bool) -
              dict(kind="ode", solver="dopri5", rtol=1e-3, atol=1e-3, batch_mode="independent"),
              dict(kind="ode", solver="tsit5", rtol=1e-3, atol=1e-3, batch_mode="joint")]
     if quick:
-        cands = cands[:2] + [dict(kind="tc", solver=s, rtol=1e-2, atol=1e-2, batch_mode="joint")
-                             for s in ("dopri5", "bosh3")]
+        cands = cands[:2] + [dict(kind="tc", solver=s, rtol=tol, atol=tol, batch_mode="joint")
+                             for s, tol in (("dopri5", 1e-2), ("bosh3", 1e-2), ("bosh3", 3e-3))]
     else:
         for solver in ("dopri5", "tsit5", "bosh3"):
             for tol in (3e-2, 1e-2, 3e-3, 1e-3):
@@ -518,7 +518,7 @@ def main(argv=None):
 
 
 # Fallback "best default" when the search is skipped (the search's pick in our CPU runs; docs/performance.md).
-BEST_DEFAULT = dict(kind="tc", solver="bosh3", rtol=1e-2, atol=1e-2, batch_mode="joint")
+BEST_DEFAULT = dict(kind="tc", solver="bosh3", rtol=3e-3, atol=3e-3, batch_mode="joint")
 
 
 def summarise(results, flops, peak, bf16) -> dict:
