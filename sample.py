@@ -294,6 +294,11 @@ def _run_w_diffusion(cfg: dict, t_start: float) -> None:
                             f"{FLAGS.checkpoint_dir})") from None
     world = ld.w_world(cli_flags.load_world(dict(cfg["world"])))
     conds = cli_flags.conditions(world) if (FLAGS.expr or FLAGS.attr) else list(cfg["conditions"])
+    for expr in conds:                       # the config's own list is parsed too, before any work
+        try:
+            world.parse(expr)
+        except ValueError as err:
+            raise cli.UserError(str(err)) from None
     n = int(FLAGS.num_samples or cfg.get("sample_num_samples", 16))
     weight = float(cfg.get("guidance_weight", cfg.get("guidance_weights", [1.0])[0]))
     out_dir = Path(FLAGS.out_dir)

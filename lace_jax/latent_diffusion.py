@@ -55,11 +55,17 @@ class Standardizer:
         return self.mean + self.std * x
 
 
+@jax.jit
+def _map_rows(mapping: Any, z: jax.Array) -> jax.Array:
+    # one compilation per mapping structure and batch shape (the mapping's weights are arguments)
+    return jax.vmap(mapping)(z)
+
+
 def w_samples(world: Any, key: jax.Array, num: int, batch: int = 4096) -> np.ndarray:
     """`num` latents w = mapping(z), z ~ N(0, I), of a world whose classifiers read w (`world.mapping`)."""
     if world.mapping is None:
         raise ValueError(f"world {world.name!r} has no z → w mapping (classifier_space must be 'w')")
-    fn = jax.jit(lambda m, z: jax.vmap(m)(z))
+    fn = _map_rows
     out = []
     for i in range(0, int(num), batch):
         n = min(batch, int(num) - i)
