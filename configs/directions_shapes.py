@@ -12,7 +12,10 @@ the trajectory amounts stay inside those ranges.
 
 def get_config() -> dict:
     return {
-        "kind": "directions",               # `python evaluate.py --config directions_shapes` runs the experiment
+        # `python evaluate.py --config directions_shapes` runs the comparison experiment; `python train.py
+        # --config directions_shapes --workdir DIR` finds and saves the directions (the `loss` below) and
+        # `python sample.py --config directions_shapes --checkpoint_dir DIR --edit x=0.8` edits with them
+        "kind": "directions",
         "seed": 0,
         "out_dir": "docs/directions",
         "model_dir": None,                  # None: the shipped default model (lace_jax/assets/default)
@@ -38,4 +41,8 @@ def get_config() -> dict:
         "num_real": 2000,                   # real renders for the Fréchet distances (judge features)
         "lace": {"enabled": True, "chunk_size": 64},
         "strip_starts": 2,                  # latents shown per method in the PNG strips
+        # train.py / sample.py
+        "loss": "fourier",                  # the inversion loss of the saved directions (fourier | mse)
+        "num_check": 64,                    # train.py: fresh latents edited to every target and judged
+        "sample_edits": ["x=0.25", "size=0.8", "hue=0.6"],   # sample.py without --edit
     }

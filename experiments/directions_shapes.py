@@ -30,29 +30,12 @@ from lace_jax import images as images_lib  # noqa: E402
 from lace_jax import records, workflow, worlds  # noqa: E402
 from lace_jax import directions as dirs  # noqa: E402
 from lace_jax.directions import evaluation as ev  # noqa: E402
+from lace_jax.directions import pipeline  # noqa: E402
 from lace_jax.metrics.frechet import frechet_distance  # noqa: E402
 
 METHODS = ("fourier", "mse", "walk", "lace")
 METHOD_LABELS = {"fourier": "ours, Fourier loss", "mse": "ours, MSE loss", "walk": "linear walk (MSE)",
                  "lace": "LACE editing (ODE)"}
-TRANSFORM_ORDER = ("x", "y", "zoom", "hue")
-
-
-def _render(render, z):
-    return render(z)
-
-
-def _switch_transform(index, images, delta):
-    """One of TRANSFORM_ORDER chosen by a traced index: one compiled inversion serves every factor."""
-    branches = [dirs.get_transform(n) for n in TRANSFORM_ORDER]
-    return jax.lax.switch(index, branches, images, delta)
-
-
-def transform_for(factor: str) -> jax.tree_util.Partial:
-    return jax.tree_util.Partial(_switch_transform,
-                                 jnp.asarray(TRANSFORM_ORDER.index(ev.SHAPES_TRANSFORMS[factor]), jnp.int32))
-
-
 def read(world, z: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
     """(judge labels {name: [N]}, features [N, F], images [N, C, H, W]) of latents z[N, D]."""
     imgs = workflow.render(world, z)
@@ -71,29 +54,12 @@ def find_directions(world, gen, factor: str, cfg: dict, key) -> tuple[dict, dict
     """Directions for one factor by (a) Fourier trajectories, (b) MSE trajectories, (c) the linear walk; plus
     diagnostics (inversion errors, fit residuals, walk losses, timings)."""
     tc = cfg["traj"]
-    tf = transform_for(factor)
+    tf = pipeline.transform_for(factor)
     max_delta = float(cfg["max_delta"][factor])
     k_traj, k_walk = jax.random.split(key)
-    z0 = jax.random.normal(k_traj, (int(tc["num_starts"]), world.latent_dim), jnp.float32)
-    deltas = dirs.paper_deltas(max_delta, int(tc["amounts_per_leg"]))
     found, diag = {}, {}
-    for loss in ("fourier", "mse"):
-        t0 = time.time()
-        tr = dirs.build_trajectories(gen, tf, z0, deltas, steps=int(tc["steps"]),
-                                     learning_rate=float(tc["learning_rate"]), loss=loss,
-                                     sigma=float(tc["sigma"]), constraint=str(tc["constraint"]))
-        z0s, zs, delta, err = tr.pairs()
-        keep = dirs.error_filter(err, keep=float(tc["keep"]))
-        fit = dirs.fit_monotone(z0s, zs, delta, keep, steps=int(tc["fit_steps"]))
-        jax.block_until_ready(fit.direction.u)
-        # how well the inversions realised the transformation: the latent move per unit of δ along u
-        err_np = np.asarray(err)
-        found[loss] = fit.direction
-        diag[loss] = {"seconds": time.time() - t0, "num_points": int(err_np.size), "kept": int(np.sum(keep)),
-                      "inversion_error_median": float(np.median(err_np)),
-                      "inversion_error_p90": float(np.quantile(err_np, 0.9)),
-                      "fit_residual_rms": float(fit.residual),
-                      "latent_step_norm_median": float(np.median(np.linalg.norm(np.asarray(zs - z0s), axis=1)))}
+    for loss in ("fourier", "mse"):        # the same starts (k_traj) for both losses
+        found[loss], diag[loss] = pipeline.find_direction(gen, tf, k_traj, world.latent_dim, max_delta, tc, loss)
     t0 = time.time()
     wc = cfg["walk"]
     walk = dirs.train_linear_walk(gen, tf, k_walk, world.latent_dim, steps=int(wc["steps"]),
@@ -199,7 +165,7 @@ def main(argv=None) -> dict:
 
     world = worlds.world_from_config({"world": "shapes", "model_dir": cfg["model_dir"]} if cfg["model_dir"]
                                      else "shapes")
-    gen = jax.tree_util.Partial(_render, world.render)
+    gen = pipeline.generator_fn(world)
     key = jax.random.PRNGKey(int(cfg["seed"]))
     k_dirs, k_eval, k_cal, k_real, k_gen = jax.random.split(key, 5)
     n_eval = int(cfg["num_eval"])
