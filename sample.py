@@ -10,6 +10,8 @@
     python sample.py --sweep sweep_robustness                                # a grid of sampler settings
     python sample.py --config diffusion_latent --checkpoint_dir runs/wdiff --expr "shape=circle" --sampler mala
                                        # a w-space energy diffusion model (train.py) composed with the classifiers
+    python sample.py --config diffusion_2d --checkpoint_dir runs/d2 --expr "gmm & !bar" --set sampler=hmc
+                                       # 2-D diffusion models (train.py) composed, scored against the exact density
     python sample.py --config directions_shapes --checkpoint_dir runs/dirs --edit x=0.8 --edit hue=0.1
                                        # edit along label-free latent directions found by train.py
 
@@ -179,6 +181,9 @@ def main(argv: list[str]) -> None:
         return
     if cfg.get("kind") == "directions":
         _run_directions(cfg, t_start)
+        return
+    if cfg.get("kind") == "diffusion_2d":
+        _run_diffusion_2d(cfg, t_start)
         return
     world = cli_flags.load_world(cfg)
     edits = cli_flags.edits(world)
@@ -351,6 +356,103 @@ def _run_w_diffusion(cfg: dict, t_start: float) -> None:
     record = {"argv": sys.argv, "flags": cli_flags.flag_values(sys.argv[0]), "world": world.name, "config": cfg,
               "model": model_cfg, "sampler": sampler, "guidance_weight": weight, "num_samples": n,
               "seed": FLAGS.seed, "conditions": runs, "judge_summary": summary,
+              "time_s": {"sample_incl_compile": time.time() - t0, "total": time.time() - t_start},
+              "environment": records.environment()}
+    records.write_json(out_dir / "record.json", record)
+    _progress(f"wrote {out_dir}/grid.png, samples.npz, record.json ({time.time() - t_start:.1f}s)")
+
+
+D2_SAMPLERS = ("reverse", "pf_ode", "ula", "uhmc", "mala", "hmc")
+
+
+def _run_diffusion_2d(cfg: dict, t_start: float) -> None:
+    """`--config diffusion_2d --checkpoint_dir <train.py workdir>`: compositions of the trained 2-D diffusion
+    models (`--expr "gmm & !bar"`, `|`, `&`, `!`), sampled by `--set sampler=...` (reverse, pf_ode, ula, uhmc,
+    mala, hmc; `--sampler ula|mala|hmc|uhmc` works too) with the `--set parameterisation=...` models, each scored
+    against its exact composed density (mean log-likelihood, MMD², sliced W1 to exact samples)."""
+    import jax
+    import numpy as np
+
+    from lace_jax import checkpoint, diffusion, images, records, toy2d
+    from lace_jax import diffusion_2d as d2
+    from lace_jax.metrics import sample_quality as sq
+
+    if FLAGS.edit or FLAGS.sweep or FLAGS.attr:
+        raise cli.UserError("--config diffusion_2d samples compositions: give them as --expr \"gmm & !bar\"")
+    if not FLAGS.checkpoint_dir:
+        raise cli.UserError("--config diffusion_2d needs --checkpoint_dir: the --workdir of "
+                            "`python train.py --config diffusion_2d --workdir DIR`")
+    sampler = FLAGS.sampler or str(cfg.get("sampler", "mala"))
+    if sampler not in D2_SAMPLERS or sampler not in cfg["samplers"]:
+        raise cli.UserError(f"sampler {sampler!r} does not sample the 2-D diffusion models; use one of "
+                            f"{', '.join(s for s in D2_SAMPLERS if s in cfg['samplers'])}")
+    kind = str(cfg.get("parameterisation", "energy"))
+    if kind not in diffusion.KINDS:
+        raise cli.UserError(f"--set parameterisation={kind!r}: expected one of {', '.join(diffusion.KINDS)}")
+    try:
+        models, model_cfgs = d2.load_models(Path(FLAGS.checkpoint_dir).expanduser(), kind)
+    except checkpoint.CheckpointError as err:
+        raise cli.UserError(f"{err} (make them with: python train.py --config diffusion_2d --workdir "
+                            f"{FLAGS.checkpoint_dir})") from None
+    exact_targets = {}
+    for name, mcfg in model_cfgs.items():
+        spec = dict(mcfg["spec"])
+        exact_targets[name] = toy2d.make(spec.pop("name"), **spec).energy
+    exprs = list(FLAGS.expr) or list(cfg.get("sample_exprs", []))
+    weight, temp = float(cfg.get("negation_weight", 0.3)), float(cfg.get("mixture_temperature", 1.0))
+    composed = []
+    for expr in exprs:                       # every expression is built before any sampling
+        try:
+            composed.append((d2.compose_models(expr, models, weight=weight, temperature=temp),
+                             d2.compose_exact(expr, exact_targets, weight=weight, temperature=temp)))
+        except d2.ExpressionError as err:
+            raise cli.UserError(str(err)) from None
+        except TypeError as err:
+            raise cli.UserError(f"{expr!r} with {kind} models: {err}") from None
+    if not composed:
+        raise cli.UserError("no expressions: give --expr (or the config's sample_exprs)")
+    n = int(FLAGS.num_samples or cfg.get("sample_num_samples", 500))
+    out_dir = Path(FLAGS.out_dir)
+    _prepare_out_dir(out_dir)
+    ev = cfg["eval"]
+    extent = tuple(ev["extent"])
+    sched = diffusion.schedule_from_config(next(iter(model_cfgs.values())))
+    _progress(f"world=diffusion_2d models {', '.join(models)} ({kind}) sampler={sampler} "
+              f"backend={jax.default_backend()}")
+    tiles, runs, xs_all = [], [], []
+    t0 = time.time()
+    for k, (expr, (target, exact)) in enumerate(zip(exprs, composed)):
+        key = jax.random.fold_in(jax.random.PRNGKey(FLAGS.seed), k)
+        t1 = time.time()
+        xs, acc, nfe = diffusion.sample_from_config(target, sched, sampler, cfg, key, n)
+        xs = np.asarray(jax.block_until_ready(xs))
+        secs = time.time() - t1
+        ok = np.all(np.isfinite(xs), axis=-1)
+        grid = sq.density_grid(exact, extent, ev["grid"])
+        ref = np.asarray(sq.sample_grid(grid, jax.random.fold_in(key, 999), n))
+        good = xs[ok]
+        ll = sq.mean_log_likelihood(exact, grid.log_z, good) if len(good) else {"mean": float("nan"),
+                                                                             "clipped_frac": float("nan")}
+        row = {"expr": expr, "nfe": int(nfe), "seconds": secs, "num_failed": int((~ok).sum()),
+               "acceptance": None if acc is None else float(np.nanmean(np.asarray(acc))),
+               "loglik": float(ll["mean"]), "clipped": float(ll["clipped_frac"]),
+               "mmd": float(sq.mmd(good, ref, ev["mmd_bandwidths"])) if len(good) else float("nan"),
+               "swd": float(sq.sliced_wasserstein(good, ref, jax.random.PRNGKey(7), ev["swd_projections"]))
+               if len(good) else float("nan")}
+        runs.append(row)
+        xs_all.append(xs.astype(np.float32))
+        bg = np.exp(np.asarray(grid.log_density))
+        tiles.append(images.add_title(images.scatter_png(good, extent=extent, size=220, background=bg / bg.max(),
+                                                         radius=1), f"{expr}  [{kind} {sampler}]"))
+        images.save_png(out_dir / f"condition_{k}_{_slug(expr)}.png", tiles[-1])
+        _progress(f"{k + 1}/{len(exprs)} {expr!r}: {n} samples, NFE {nfe}, {secs:.1f}s, log-lik {row['loglik']:.3f}, "
+                  f"MMD² {row['mmd']:.4f}" + (f", acceptance {row['acceptance']:.2f}" if acc is not None else "")
+                  + (f", {row['num_failed']} non-finite (excluded)" if row["num_failed"] else ""))
+    images.save_png(out_dir / "grid.png", np.concatenate(tiles, axis=1) if len(tiles) > 1 else tiles[0])
+    records.write_npz(out_dir / "samples.npz", x=np.stack(xs_all), success=np.all(np.isfinite(np.stack(xs_all)), -1))
+    record = {"argv": sys.argv, "flags": cli_flags.flag_values(sys.argv[0]), "world": "diffusion_2d",
+              "config": cfg, "models": model_cfgs, "kind": kind, "sampler": sampler, "num_samples": n,
+              "seed": FLAGS.seed, "conditions": runs,
               "time_s": {"sample_incl_compile": time.time() - t0, "total": time.time() - t_start},
               "environment": records.environment()}
     records.write_json(out_dir / "record.json", record)

@@ -4,6 +4,7 @@
     python train.py --config shapes_judge  --workdir runs/judge
     python train.py --config shapes_latent --workdir runs/latent --set gan_workdir=runs/gan \
                                                                --set judge_workdir=runs/judge
+    python train.py --config diffusion_2d --workdir runs/d2            # 2-D score/energy diffusion models (issue 8)
     python train.py --config diffusion_latent --workdir runs/wdiff     # energy diffusion over w (issue 8)
     python train.py --config directions_shapes --workdir runs/dirs     # latent directions for x/y/size/hue (issue 9)
 
@@ -24,7 +25,7 @@ from lace_jax.config import apply_overrides, load_config
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", "shapes_gan", "config name in configs/ (shapes_gan | shapes_judge | shapes_latent | "
-                    "diffusion_latent | directions_shapes) "
+                    "diffusion_2d | diffusion_latent | directions_shapes) "
                     "or a path to a config file")
 flags.DEFINE_string("workdir", None, "output directory (checkpoints, logs, samples); required")
 flags.DEFINE_multi_string("set", [], "config override key=value (repeatable)")
@@ -58,11 +59,15 @@ def main(argv) -> None:
         from lace_jax.latent_diffusion import train_w_diffusion
         result = train_w_diffusion(config, workdir, log=_log)
         result = {k: v for k, v in result.items() if k not in ("model", "stats", "losses")}
+    elif kind == "diffusion_2d":
+        from lace_jax.diffusion_2d import train_and_save
+        result = train_and_save(config, workdir, log=_log)
     elif kind == "directions":
         from lace_jax.directions.pipeline import train_directions
         result = train_directions(config, workdir, log=_log)
     else:
-        raise app.UsageError(f"config kind must be judge, gan, latent, diffusion_latent or directions, got {kind!r}")
+        raise app.UsageError(f"config kind must be judge, gan, latent, diffusion_2d, diffusion_latent or directions, "
+                             f"got {kind!r}")
     _log("result: " + json.dumps(result))
 
 

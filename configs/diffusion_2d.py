@@ -39,4 +39,13 @@ def get_config() -> dict:
         "eval": {"num_samples": 500, "extent": [-3.0, 3.0, -3.0, 3.0], "grid": 256,
                  "mmd_bandwidths": [0.05, 0.1, 0.2, 0.5, 1.0], "swd_projections": 128},
         "out_dir": "docs/diffusion_2d",
+        # train.py --config diffusion_2d --workdir DIR trains and saves every target × kind; sample.py --config
+        # diffusion_2d --checkpoint_dir DIR --expr "gmm & !bar" composes them (lace_jax/diffusion_2d.py)
+        "kinds": ["score", "energy"],
+        "sampler": "mala",                  # reverse | pf_ode | ula | uhmc | mala | hmc (settings above)
+        "parameterisation": "energy",       # the one sample.py composes (score | energy)
+        "negation_weight": 0.5,
+        "mixture_temperature": 1.0,
+        "sample_num_samples": 500,
+        "sample_exprs": ["gmm & bar", "bar | ring", "gmm & !bar"],
     }

@@ -1,0 +1,161 @@
+"""The 2-D diffusion-composition world as a train/sample workflow (issue 8; the full study is
+`experiments/diffusion_2d.py`).
+
+    python train.py  --config diffusion_2d --workdir runs/d2                    # every target × parameterisation
+    python sample.py --config diffusion_2d --checkpoint_dir runs/d2 --expr "gmm & !bar" --set sampler=mala
+
+Expressions over the trained models' names: `a & b` product, `a | b` mixture (temperature `mixture_temperature`),
+`a & !b` negation p_a^(1+w)/p_b^w (weight `negation_weight`); `&` binds tighter than `|`, every `|`-term needs
+at least one positive name. They are built with `diffusion.product/mixture/negation` for the models and with the
+same algebra over the exact target energies (`energy.and_/or_/not_`), so every sample is scored against the
+exact composed density.
+"""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lace_jax import diffusion
+from lace_jax import energy as energy_lib
+
+CHECKPOINT_KIND = "diffusion_2d"
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class ExpressionError(ValueError):
+    """A malformed composition expression or an unknown model name (the message says which and where)."""
+
+
+def parse(expr: str, names) -> list[tuple[list[str], list[str]]]:
+    """`expr` → its OR-terms, each (positive names, negated names). Raises ExpressionError naming the problem."""
+    names = list(names)
+    if not isinstance(expr, str) or not expr.strip():
+        raise ExpressionError("empty expression; e.g. 'gmm & bar', 'bar | ring', 'gmm & !bar'")
+    terms = []
+    pos = 0
+    for raw in expr.split("|"):
+        pos_t, neg_t = [], []
+        for atom in raw.split("&"):
+            at = expr.find(atom, pos) if atom else pos
+            text = atom.strip()
+            negated = text.startswith("!")
+            text = text[1:].strip() if negated else text
+            if not _NAME.fullmatch(text or ""):
+                raise ExpressionError(f"malformed expression at character {at}: {expr!r} (expected a model name, "
+                                      f"'!name', '&' or '|')")
+            if text not in names:
+                raise ExpressionError(f"unknown model {text!r} in {expr!r}; trained: {', '.join(names)}")
+            (neg_t if negated else pos_t).append(text)
+            pos = at + len(atom) + 1
+        if not pos_t:
+            raise ExpressionError(f"{raw.strip()!r} in {expr!r} has no positive model (a negation needs one: "
+                                  f"'a & !b')")
+        terms.append((pos_t, neg_t))
+    return terms
+
+
+def _build(terms, leaf: Callable[[str], Any], product, mixture, negation, *, weight: float, temperature: float):
+    built = []
+    for pos, neg in terms:
+        t = leaf(pos[0]) if len(pos) == 1 else product(*[leaf(p) for p in pos])
+        for n in neg:
+            t = negation(t, leaf(n), weight=weight)
+        built.append(t)
+    return built[0] if len(built) == 1 else mixture(*built, temperature=temperature)
+
+
+def compose_models(expr: str, models: Mapping[str, diffusion.DiffusionModel], *, weight: float = 0.3,
+                   temperature: float = 1.0) -> Any:
+    """The composed target of `expr` over trained models (one parameterisation); TypeError where score models
+    cannot express it (a mixture needs energy values)."""
+    return _build(parse(expr, models), models.__getitem__, diffusion.product, diffusion.mixture,
+                  diffusion.negation, weight=weight, temperature=temperature)
+
+
+def _exact_negation(a, b, weight):
+    return energy_lib.and_(energy_lib.weighted(a, 1.0 + weight), energy_lib.not_(b, weight))
+
+
+def compose_exact(expr: str, energies: Mapping[str, Callable], *, weight: float = 0.3,
+                  temperature: float = 1.0) -> Callable:
+    """The same composition over exact (normalised) target energies: the density samples are scored against."""
+    return _build(parse(expr, energies), energies.__getitem__, lambda *e: energy_lib.and_(*e),
+                  lambda *e, temperature: energy_lib.or_(*e, temperature=temperature), _exact_negation,
+                  weight=weight, temperature=temperature)
+
+
+def targets(config: Mapping[str, Any]) -> dict:
+    """{name: toy2d.Target} of a diffusion_2d config (exact energies and samplers)."""
+    from lace_jax import toy2d
+
+    out = {}
+    for name, spec in config["targets"].items():
+        spec = dict(spec)
+        out[name] = toy2d.make(spec.pop("name"), **spec)
+    return out
+
+
+def _model_config(config: Mapping[str, Any], target: str, kind: str) -> dict:
+    return {"target": target, "spec": dict(config["targets"][target]), "kind": kind, "net": dict(config["net"]),
+            "schedule": config.get("schedule", "cosine"), "num_levels": int(config.get("num_levels", 100))}
+
+
+def train_and_save(config: Mapping[str, Any], workdir: str | Path, log: Callable[[str], None] = print) -> dict:
+    """`train.py --config diffusion_2d`: one model per target and parameterisation (`kinds`, default both),
+    saved to `<workdir>/models/<target>/<kind>` (checkpoint kind `diffusion_2d`)."""
+    from lace_jax import checkpoint
+
+    t0 = time.time()
+    kinds = tuple(config.get("kinds", diffusion.KINDS))
+    trained = diffusion.train_from_config(dict(config), jax.random.PRNGKey(int(config.get("seed", 0))),
+                                          kinds=kinds, log=log)
+    out = {}
+    for tname, per_kind in trained.items():
+        for kind, r in per_kind.items():
+            path = Path(workdir) / "models" / tname / kind
+            losses = np.asarray(r["losses"])
+            checkpoint.save(path, jax.tree_util.tree_map(np.asarray, {"params": r["model"].params}),
+                            _model_config(config, tname, kind), CHECKPOINT_KIND, overwrite=True,
+                            extra={"loss_first": float(losses[0]), "loss_last": float(losses[-1]),
+                                   "seconds": float(r["seconds"])})
+            out[f"{tname}/{kind}"] = {"loss_first": float(losses[0]), "loss_last": float(losses[-1]),
+                                      "seconds": float(r["seconds"])}
+    log(f"saved {len(out)} models to {Path(workdir) / 'models'}")
+    return {"models": out, "wall_s": time.time() - t0}
+
+
+def load_models(workdir: str | Path, kind: str) -> tuple[dict[str, diffusion.DiffusionModel], dict]:
+    """({target: model} of one parameterisation, {target: its config}) from `train_and_save`'s workdir."""
+    from lace_jax import checkpoint
+
+    root = Path(workdir) / "models"
+    if not root.is_dir():
+        raise checkpoint.CheckpointError(f"no trained 2-D models in {root}")
+    models, cfgs = {}, {}
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        if not (d / kind).is_dir():
+            continue
+        meta = checkpoint.read_meta(d / kind)
+        cfg = meta["config"]
+        if meta["kind"] != CHECKPOINT_KIND:
+            raise checkpoint.CheckpointError(f"{d / kind} holds a {meta['kind']!r} checkpoint, not "
+                                             f"{CHECKPOINT_KIND!r}")
+        sched = diffusion.schedule_from_config(cfg)
+        model = diffusion.init_model(jax.random.PRNGKey(0), kind=kind, schedule=sched, **cfg["net"])
+        abstract = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), {"params": model.params})
+        _, _, variables = checkpoint.load(d / kind, abstract=abstract, kind=CHECKPOINT_KIND)
+        models[d.name] = model.replace(params=jax.tree_util.tree_map(jnp.asarray, variables["params"]))
+        cfgs[d.name] = cfg
+    if not models:
+        raise checkpoint.CheckpointError(f"no {kind!r}-parameterised models in {root}")
+    return models, cfgs
+
+
+__all__ = ["CHECKPOINT_KIND", "ExpressionError", "parse", "compose_models", "compose_exact", "targets",
+           "train_and_save", "load_models"]
