@@ -57,6 +57,9 @@ def _prepare_out_dir(out_dir: Path) -> None:
 
 
 def _slug(text: str) -> str:
+    """A file-name piece for an expression that keeps its logic readable: `!a & b | c` → `not_a_and_b_or_c`."""
+    for op, word in (("!", " not "), ("&", " and "), ("|", " or ")):
+        text = text.replace(op, word)
     return re.sub(r"[^A-Za-z0-9=._-]+", "_", text).strip("_")[:60]
 
 
