@@ -24,7 +24,6 @@ Bad input exits with code 2 and a one-line reason.
 """
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import sys
@@ -256,7 +255,6 @@ def main(argv: list[str]) -> None:
                 summary.append({"condition": label, **_judge_summary(world, lab, ok)})
             record["judge_summary"] = summary
     elif world.name == "toy2d":
-        from lace_jax import energy
         tiles = []
         exprs = ([world.expr] + edits) if edits else labels      # the density drawn behind each scatter
         for expr, label, z, ok in zip(exprs, labels, zs, success):

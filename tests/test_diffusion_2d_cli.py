@@ -1,19 +1,15 @@
 """The train.py / sample.py paths of `--config diffusion_2d` (lace_jax.diffusion_2d): expressions over trained
 models, the exact composed density they are scored against, checkpoint round trip, and the CLIs end to end."""
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from lace_jax import diffusion, toy2d
 from lace_jax import diffusion_2d as d2
+from tests.cli_helpers import assert_usage_errors, run_script
 
-REPO = Path(__file__).resolve().parents[1]
 NAMES = ["gmm", "bar", "ring"]
 
 
@@ -51,8 +47,7 @@ def test_score_models_cannot_express_a_mixture():
 
 
 def _run(script, *args):
-    return subprocess.run([sys.executable, str(REPO / script), "--config", "diffusion_2d", *args],
-                          capture_output=True, text=True, cwd=REPO, timeout=900)
+    return run_script(script, "--config", "diffusion_2d", *args)
 
 
 TARGETS = ('targets={"bar": {"name": "gaussian", "mean": [0.0, 0.0], "std": [0.3, 1.5]}, '
@@ -101,13 +96,12 @@ def test_sample_composes_and_scores_against_the_exact_density(trained, tmp_path)
 def test_sample_bad_input_exits_2(trained, tmp_path):
     work, _ = trained
     out = tmp_path / "out"
-    for args, msg in ((["--expr", "bar & moon"], "unknown model 'moon'"),
-                      (["--expr", "bar &"], "malformed"),
-                      (["--set", "sampler=langevin"], "does not sample"),
-                      (["--set", "parameterisation=score"], "no 'score'-parameterised models"),
-                      (["--attr", "x=1"], "give them as --expr")):
-        r = _run("sample.py", "--checkpoint_dir", str(work), "--out_dir", str(out), *args)
-        assert r.returncode == 2 and msg in r.stderr, (args, r.stderr[-500:])
+    assert_usage_errors(lambda *a: _run("sample.py", "--checkpoint_dir", str(work), "--out_dir", str(out), *a),
+                        ((["--expr", "bar & moon"], "unknown model 'moon'"),
+                         (["--expr", "bar &"], "malformed"),
+                         (["--set", "sampler=langevin"], "does not sample"),
+                         (["--set", "parameterisation=score"], "no 'score'-parameterised models"),
+                         (["--attr", "x=1"], "give them as --expr")))
     r = _run("sample.py", "--checkpoint_dir", str(tmp_path / "none"), "--out_dir", str(out))
     assert r.returncode == 2 and "python train.py --config diffusion_2d" in r.stderr
     assert not (out / "record.json").exists()

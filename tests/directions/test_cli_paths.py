@@ -2,9 +2,6 @@
 round-trip exactly, edits land where g says, and the CLIs find, save and apply directions on the shipped model
 with clear errors on bad input."""
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -14,8 +11,8 @@ from lace_jax import checkpoint
 from lace_jax import directions as dirs
 from lace_jax.directions import evaluation as ev
 from lace_jax.directions import pipeline
+from tests.cli_helpers import assert_usage_errors, run_script
 
-REPO = Path(__file__).resolve().parents[2]
 TINY = ['factors=["x"]', "traj.num_starts=2", "traj.amounts_per_leg=2", "traj.steps=5", "traj.fit_steps=50",
         "num_calibrate=16", "num_check=4", "targets=[0.2,0.8]"]
 
@@ -62,8 +59,7 @@ def test_load_rejects_another_kind(tmp_path):
 
 
 def _run(script, *args):
-    return subprocess.run([sys.executable, str(REPO / script), "--config", "directions_shapes", *args],
-                          capture_output=True, text=True, cwd=REPO, timeout=900)
+    return run_script(script, "--config", "directions_shapes", *args)
 
 
 @pytest.fixture(scope="module")
@@ -101,11 +97,10 @@ def test_sample_edits_along_the_saved_direction(trained, tmp_path):
 def test_sample_refuses_bad_input_and_another_generator(trained, tmp_path):
     work, _ = trained
     out = tmp_path / "out"
-    for args, msg in ((["--edit", "size=0.5"], "no direction for 'size'"),
-                      (["--edit", "x=abc"], "not a number"),
-                      (["--expr", "shape=circle"], "give the steps as --edit")):
-        r = _run("sample.py", "--checkpoint_dir", str(work), "--out_dir", str(out), *args)
-        assert r.returncode == 2 and msg in r.stderr, (args, r.stderr[-500:])
+    assert_usage_errors(lambda *a: _run("sample.py", "--checkpoint_dir", str(work), "--out_dir", str(out), *a),
+                        ((["--edit", "size=0.5"], "no direction for 'size'"),
+                         (["--edit", "x=abc"], "not a number"),
+                         (["--expr", "shape=circle"], "give the steps as --edit")))
     r = _run("sample.py", "--checkpoint_dir", str(tmp_path / "none"), "--out_dir", str(out))
     assert r.returncode == 2 and "python train.py --config directions_shapes" in r.stderr
     # directions found in another generator are refused (a direction belongs to its generator)
