@@ -9,6 +9,7 @@ labelled by the judge. The same z0 rendered directly give the unconditional rate
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -50,16 +51,23 @@ def measure(model: DefaultModel, num: int = 64, seed: int = 5) -> dict:
                                        "unconditional": float(np.mean(check(base))),
                                        "success": float(np.mean(np.asarray(r.success))),
                                        "mean_nfe": float(np.mean(np.asarray(r.nfe)))}
+        row = results["conditions"][name]
+        print(f"control {name}: LACE-ODE {row['lace_ode']:.3f} vs unconditional {row['unconditional']:.3f}, "
+              f"NFE {row['mean_nfe']:.0f} ({time.time() - t0:.0f}s)", file=sys.stderr, flush=True)
 
     a = model.attributes
     for name in ("shape", "background"):
         for y, cls in enumerate(shapes.DISCRETE[name]):
             run(f"{name}={cls}", energy.discrete(a[name].fn, y), lambda lab, n=name, y=y: lab[n] == y)
-    for target in (0.2, 0.8):
-        run(f"x={target}", energy.continuous(a["x"].fn, jnp.asarray([target])),
-            lambda lab, t=target: np.abs(lab["x"] - t) < 0.15)
+    for name, target in (("x", 0.2), ("x", 0.8), ("size", 0.8), ("hue", 0.1)):
+        run(f"{name}={target}", energy.continuous(a[name].fn, jnp.asarray([target])),
+            lambda lab, n=name, t=target: np.abs(lab[n] - t) < 0.15)
     run("shape=circle & background=black", energy.parse("shape=circle & background=black", a),
         lambda lab: (lab["shape"] == 1) & (lab["background"] == 0))
+    run("shape=triangle & background=white", energy.parse("shape=triangle & background=white", a),
+        lambda lab: (lab["shape"] == 2) & (lab["background"] == 2))
+    run("shape=triangle | shape=star", energy.parse("shape=triangle | shape=star", a),
+        lambda lab: (lab["shape"] == 2) | (lab["shape"] == 3))
     run("shape=square | shape=star", energy.parse("shape=square | shape=star", a),
         lambda lab: (lab["shape"] == 0) | (lab["shape"] == 3))
     run("background=black | background=grey", energy.parse("background=black | background=grey", a),

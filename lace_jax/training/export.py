@@ -2,9 +2,12 @@
 
     python -m lace_jax.training.export --gan runs/gan --judge runs/judge --latent runs/latent \
         --out lace_jax/assets/default --card card_extra.json
+    python -m lace_jax.training.export --latent runs/latent --out lace_jax/assets/default --classifiers_only
 
 Writes the EMA generator (with w_avg = the mean of mapping(z), estimated by `shapes_latent`), the judge, the
 latent classifiers (copied from the latent workdir) as `lace_jax.checkpoint` directories, and `model_card.json`.
+`--classifiers_only` replaces just the latent classifiers of an exported model (a `shapes_latent` run with
+`--set assets=...`) and their metrics in its card, keeping the generator and judge.
 """
 from __future__ import annotations
 
@@ -59,6 +62,31 @@ def export_default(gan_dir: str | Path, judge_dir: str | Path, latent_dir: str |
     return out
 
 
+def export_classifiers(latent_dir: str | Path, out: str | Path, card_extra: dict) -> Path:
+    """Replace `out/classifiers` by a latent run's classifiers and its metrics in `out/model_card.json`.
+
+    The run must have labelled samples of the generator stored in `out` (`train.py --config shapes_latent
+    --set assets=<out>`): a run of another generator is refused, since its classifiers would read the wrong w."""
+    out, latent_dir = Path(out), Path(latent_dir)
+    card = json.loads((out / "model_card.json").read_text())
+    metrics = json.loads((latent_dir / "metrics.json").read_text())
+    run_cfg = json.loads((latent_dir / "config.json").read_text())
+    if not run_cfg.get("assets") or Path(run_cfg["assets"]).resolve() != out.resolve():
+        raise ValueError(f"{latent_dir} was not trained on the generator in {out} (its config has assets="
+                         f"{run_cfg.get('assets')!r}); run train.py --config shapes_latent --set assets={out}")
+    if metrics.get("gan_steps") != card.get("gan_steps"):
+        raise ValueError(f"{latent_dir} labelled a generator at step {metrics.get('gan_steps')}, "
+                         f"{out} holds step {card.get('gan_steps')}")
+    if (out / "classifiers").exists():
+        shutil.rmtree(out / "classifiers")
+    shutil.copytree(latent_dir / "classifiers", out / "classifiers")
+    card.setdefault("metrics", {})["latent"] = metrics
+    card.setdefault("wall_time_s", {})["latent"] = metrics.get("wall_s")
+    card.update(card_extra)
+    (out / "model_card.json").write_text(json.dumps(card, indent=2))
+    return out
+
+
 FLAGS = flags.FLAGS
 
 
@@ -69,13 +97,18 @@ def _define_flags() -> None:
     flags.DEFINE_string("latent", None, "shapes_latent workdir")
     flags.DEFINE_string("out", "lace_jax/assets/default", "output directory")
     flags.DEFINE_string("card", None, "JSON file merged into model_card.json (commands, wall times, metrics)")
+    flags.DEFINE_bool("classifiers_only", False, "replace only the latent classifiers (and their card metrics) of "
+                      "the model in --out by those of --latent")
 
 
 def main(argv) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)
     extra = json.loads(Path(FLAGS.card).read_text()) if FLAGS.card else {}
-    print(export_default(FLAGS.gan, FLAGS.judge, FLAGS.latent, FLAGS.out, extra))
+    if FLAGS.classifiers_only:
+        print(export_classifiers(FLAGS.latent, FLAGS.out, extra))
+    else:
+        print(export_default(FLAGS.gan, FLAGS.judge, FLAGS.latent, FLAGS.out, extra))
 
 
 if __name__ == "__main__":

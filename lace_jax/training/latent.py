@@ -157,6 +157,16 @@ def _restore_newest(workdir: str | Path, template, run_config: dict, what: str):
     return state
 
 
+def load_from_assets(path: str | Path) -> tuple[sg.StyleGAN2Config, dict, AttributeCNN, dict, int]:
+    """(generator config, EMA variables with their shipped w_avg, judge module, judge params, GAN steps) from a
+    default-model directory laid out like `lace_jax/assets/default/`: retrains the latent classifiers of a shipped
+    model without its training workdirs."""
+    from lace_jax.default import load_default
+    model = load_default(path)
+    return (model.generator_config, model.generator, model.judge_model, model.judge_params,
+            int(model.card.get("gan_steps", 0)))
+
+
 def estimate_w_avg(g_cfg: sg.StyleGAN2Config, g_vars: dict, key: jax.Array, num: int = 10000) -> np.ndarray:
     """Mean of mapping(z) over `num` draws: the truncation centre (set after training instead of an EMA)."""
     z = jax.random.normal(key, (num, g_cfg.z_dim))
@@ -167,19 +177,27 @@ def train_latent(config: dict, workdir: str | Path, log: Callable[[str], None] =
     """`train.py --config shapes_latent`: label latents, train w- and z-classifiers, write them and metrics."""
     workdir = Path(workdir)
     t0 = time.time()
-    g_cfg, g_vars, gcfg = load_gan_ema(config["gan_workdir"])
-    judge_model, judge_params, _ = load_judge(config["judge_workdir"])
     key = jax.random.PRNGKey(int(config["seed"]))
     k_w, k_train, k_test, k_fit = jax.random.split(key, 4)
-    g_vars = {"params": g_vars["params"],
-              "buffers": dict(g_vars["buffers"], mapping={"w_avg": jnp.asarray(estimate_w_avg(g_cfg, g_vars, k_w))})}
-    log(f"latent: GAN EMA at step {gcfg['trained_steps']}, labelling {config['n_train']} + {config['n_test']} samples")
+    if config.get("assets"):
+        g_cfg, g_vars, judge_model, judge_params, gan_steps = load_from_assets(config["assets"])
+        source = f"assets {config['assets']}"
+    else:
+        g_cfg, g_vars, gcfg = load_gan_ema(config["gan_workdir"])
+        judge_model, judge_params, _ = load_judge(config["judge_workdir"])
+        gan_steps = gcfg["trained_steps"]
+        g_vars = {"params": g_vars["params"],
+                  "buffers": dict(g_vars["buffers"],
+                                  mapping={"w_avg": jnp.asarray(estimate_w_avg(g_cfg, g_vars, k_w))})}
+        source = f"GAN workdir {config['gan_workdir']}"
+    log(f"latent: GAN EMA at step {gan_steps} ({source}), labelling {config['n_train']} + {config['n_test']} samples")
     train = label_latents(g_cfg, g_vars, judge_model, judge_params, k_train, int(config["n_train"]))
     test = label_latents(g_cfg, g_vars, judge_model, judge_params, k_test, int(config["n_test"]))
     np.savez(workdir / "latent_test.npz", **test)
     log(f"latent: labelled in {time.time() - t0:.0f}s")
     metrics: dict = {"n_train": int(config["n_train"]), "n_test": int(config["n_test"]),
-                     "gan_steps": gcfg["trained_steps"], "label_rates": {}}
+                     "gan_steps": gan_steps, "label_rates": {},
+                     "classifier": {k: config[k] for k in ("up_dim", "depth", "batch_size", "lr", "warmup", "steps")}}
     for name in shapes.DISCRETE:
         metrics["label_rates"][name] = np.bincount(train[name], minlength=len(shapes.DISCRETE[name])).tolist()
     for space in config["spaces"]:
