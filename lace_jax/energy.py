@@ -220,17 +220,42 @@ def lace_not(e: Energy, scale=0.1) -> Energy:
     return Partial(_lace_not_energy, e, _f32(scale))
 
 
+def _neg_log1mexp(a):
+    """−log(1 − exp(a)) for a < 0, accurate at both ends (expm1 near 0, log1p far from it)."""
+    return -jnp.where(a > -0.6931472, jnp.log(-jnp.expm1(jnp.minimum(a, -1e-30))), jnp.log1p(-jnp.exp(a)))
+
+
 def _complement_energy(e, eps, z, *args):
-    p = jnp.clip(jnp.exp(-e(z, *args)), 0.0, 1.0 - eps)
-    return -jnp.log1p(-p)
+    # E_e + eps keeps the energy finite (≤ −log eps) and its gradient alive where the atom is certain (E_e → 0);
+    # a clip of exp(−E_e) at 1 − eps had zero gradient there, so a confident classifier never let go of c
+    return _neg_log1mexp(-(e(z, *args) + eps))
+
+
+def _complement_discrete_energy(logits_fn, y, temperature, eps, z, *args):
+    logits = logits_fn(z)
+    if jnp.ndim(logits) != 1:
+        raise ValueError(f"complement: the logits function must return logits [K] for one latent, got shape "
+                         f"{jnp.shape(logits)}")
+    lse = jax.nn.logsumexp(logits)
+    # τ = 1: −log(1 − p_y) = logsumexp(l) − logsumexp(l_{k≠y}), exact in float32 however sure the classifier is
+    others = jnp.where(jnp.arange(logits.shape[0]) == y, -jnp.inf, logits)
+    exact = lse - jax.nn.logsumexp(others)
+    # LACE's τ ≠ 1 (τ only on the gathered logit) is no probability: the generic form on E_e
+    generic = _neg_log1mexp(-(lse - logits[y] / temperature + eps))
+    return jnp.where(temperature == 1.0, exact, generic)
 
 
 def complement(e: Energy, eps=1e-6) -> Energy:
     """Probabilistic NOT: `E = −log(1 − exp(−E_e))`. For a discrete atom (E_e = −log p(c|z)) this is exactly
-    −log p(¬c|z); for an AND of atoms it is −log(1 − Π p) (independent attributes). Bounded below by 0 and steep
-    where the negated condition holds, unlike plain negation (unbounded below: the sampler runs off the prior's
-    support) or LACE's bounded scaled NOT (a weak push). exp(−E_e) is clipped to [0, 1 − eps]."""
+    −log p(¬c|z), computed from the logits as logsumexp(l) − logsumexp(l_{k≠y}) so that it stays exact (and its
+    gradient alive) when the classifier is certain; for an AND of atoms it is −log(1 − Π p) (independent
+    attributes), with E_e + eps in place of E_e (finite, ≤ −log eps). Bounded below by 0 and steep where the
+    negated condition holds, unlike plain negation (unbounded below: the sampler runs off the prior's support) or
+    LACE's bounded scaled NOT (a weak push)."""
     (e,) = _check_energies("complement", (e,))
+    if isinstance(e, Partial) and e.func is _discrete_energy:
+        logits_fn, y, temperature = e.args
+        return Partial(_complement_discrete_energy, logits_fn, y, temperature, _f32(eps))
     return Partial(_complement_energy, e, _f32(eps))
 
 

@@ -533,3 +533,24 @@ def test_complement_is_the_probability_of_not():
                                -np.log(1 - float(p[0])), rtol=1e-5)
     with pytest.raises(ValueError, match="unknown not_op"):
         E.not_op("maybe")
+
+
+def test_complement_of_a_certain_classifier_keeps_its_value_and_gradient():
+    """p_y = 1 − 2e-13 (1.0 in float32): −log(1 − p_y) = 30 − log 2 and its z-gradient 30·p_y are exact from the
+    logits (a clip of p at 1 − 1e-6 gave 13.8 and a zero gradient: the sampler never left the negated class)."""
+    f = lambda z: jnp.array([30.0 * z[0], 0.0, 0.0])          # noqa: E731
+    z = jnp.array([1.0, 0.0])
+    c = E.complement(E.discrete(f, 0))
+    np.testing.assert_allclose(float(c(z)), 30.0 - np.log(2.0), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(jax.grad(c)(z)), [30.0, 0.0], rtol=1e-6)
+    # far from certain the same energy equals the generic form, and a tempered atom uses the generic form
+    zz = jnp.array([0.01, 0.0])
+    p0 = float(jax.nn.softmax(f(zz))[0])
+    np.testing.assert_allclose(float(c(zz)), -np.log(1 - p0), rtol=1e-5)
+    t = E.complement(E.discrete(f, 0, temperature=2.0))
+    lse = float(jax.nn.logsumexp(f(zz)))
+    np.testing.assert_allclose(float(t(zz)), -np.log(1 - np.exp(0.01 * 30 / 2.0 - lse)),
+                               rtol=1e-4)
+    # the generic form (an AND of atoms) stays finite with a finite gradient where both atoms are certain
+    both = E.complement(E.and_(E.discrete(f, 0), E.discrete(f, 0)))
+    assert np.isfinite(float(both(z))) and np.all(np.isfinite(np.asarray(jax.grad(both)(z))))
