@@ -4,6 +4,8 @@
     python train.py --config shapes_judge  --workdir runs/judge
     python train.py --config shapes_latent --workdir runs/latent --set gan_workdir=runs/gan \
                                                                --set judge_workdir=runs/judge
+    python train.py --config shapes_latent --workdir runs/latent --set assets=lace_jax/assets/default
+                                                   # the same from a shipped model's generator + judge
     python train.py --config diffusion_2d --workdir runs/d2            # 2-D score/energy diffusion models (issue 8)
     python train.py --config diffusion_latent --workdir runs/wdiff     # energy diffusion over w (issue 8)
     python train.py --config directions_shapes --workdir runs/dirs     # latent directions for x/y/size/hue (issue 9)
