@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from lace_jax.models import packed as P
 from lace_jax.models import stylegan2
 
 LAYOUTS = ("linear", "heads")
@@ -185,7 +186,11 @@ def dense_embedder_params_from_state_dict(
 class LatentClassifier:
     """`z[D]` → the DenseEmbedder's output on `g(z)` (`g` a pytree-callable such as `MappingW`, or None for the
     identity). Weights are pytree leaves; the architecture is static. `head=None` returns every head (a tuple, or
-    the logits array for the 'linear' layout); `head=k` returns head k only."""
+    the logits array for the 'linear' layout); `head=k` returns head k only.
+
+    `create` also stores contiguous transposes of the kernels (`packed`, see `lace_jax.models.packed`: the same
+    function with faster small-batch kernels in the sampler's loop); `packed=None` runs the flax module on
+    `variables`. Replacing `variables` by hand needs a new `create`."""
 
     variables: Any
     g: Any = None
@@ -193,14 +198,18 @@ class LatentClassifier:
     num_classes: int | None = flax.struct.field(pytree_node=False, default=None)
     num_classes_list: tuple[int, ...] | None = flax.struct.field(pytree_node=False, default=None)
     head: int | None = flax.struct.field(pytree_node=False, default=None)
+    packed: Any = None
 
     @classmethod
     def create(cls, config: Mapping[str, Any], variables: Any, g: Any = None,
-               head: int | None = None) -> "LatentClassifier":
+               head: int | None = None, pack: bool = True) -> "LatentClassifier":
         ncl = config.get("num_classes_list")
-        return cls(variables=variables, g=g, dims=tuple(int(d) for d in config["dims"]),
-                   num_classes=config.get("num_classes"),
-                   num_classes_list=None if ncl is None else tuple(int(n) for n in ncl), head=head)
+        dims = tuple(int(d) for d in config["dims"])
+        packed = None
+        if pack:
+            packed = P.pack_embedder(variables, P.embedder_names(len(dims) - 1, "linear" if ncl is None else "heads"))
+        return cls(variables=variables, g=g, dims=dims, num_classes=config.get("num_classes"),
+                   num_classes_list=None if ncl is None else tuple(int(n) for n in ncl), head=head, packed=packed)
 
     def module(self) -> DenseEmbedder:
         return DenseEmbedder(dims=self.dims, num_classes=self.num_classes, num_classes_list=self.num_classes_list)
@@ -212,9 +221,20 @@ class LatentClassifier:
             raise ValueError(f"LatentClassifier.select: head {head} out of range, the classifier has {n} head(s)")
         return self.replace(head=head)
 
+    def _apply_packed(self, x: jax.Array):
+        if x.shape[-1] != self.dims[0]:
+            raise ValueError(f"DenseEmbedder: input has {x.shape[-1]} features (shape {x.shape}), "
+                             f"expected {self.dims[0]}")
+        names = P.embedder_names(len(self.dims) - 1, "linear" if self.num_classes_list is None else "heads")
+        out = P.apply_embedder(self.variables, self.packed, names, x, self.module().negative_slope)
+        if self.num_classes_list is None:
+            return out
+        splits = np.cumsum(self.num_classes_list)[:-1].tolist()
+        return tuple(jnp.split(out, splits, axis=-1))
+
     def __call__(self, z: jax.Array) -> jax.Array | tuple[jax.Array, ...]:
         x = z if self.g is None else self.g(z)
-        out = self.module().apply(self.variables, x)
+        out = self.module().apply(self.variables, x) if self.packed is None else self._apply_packed(x)
         if self.head is None:
             return out
         return out[self.head] if isinstance(out, tuple) else out
@@ -230,10 +250,13 @@ class MappingW:
     c: Any = None
     truncation_psi: Any = 1.0
     config: stylegan2.StyleGAN2Config = flax.struct.field(pytree_node=False, default=None)
+    packed: Any = None
 
     @classmethod
     def create(cls, config: stylegan2.StyleGAN2Config, variables: Mapping, *, c: Any = None,
-               truncation_psi: float = 1.0) -> "MappingW":
+               truncation_psi: float = 1.0, pack: bool = True) -> "MappingW":
+        """`pack=True` (default) also builds `lace_jax.models.packed.pack_mapping` (gains applied, the fixed
+        label's branch folded into the first bias, both weight layouts), which `__call__` then uses."""
         sub = {col: {"mapping": tree["mapping"]} for col, tree in variables.items()
                if col in ("params", "buffers") and "mapping" in tree}
         if "params" not in sub:
@@ -244,12 +267,17 @@ class MappingW:
                 raise ValueError(f"MappingW: c must have shape [{config.c_dim}], got {c.shape}")
         elif c is not None:
             raise ValueError("MappingW: c given, but the generator is unconditional (c_dim = 0)")
-        return cls(variables=sub, c=c, truncation_psi=jnp.asarray(truncation_psi, jnp.float32), config=config)
+        packed = P.pack_mapping(config, sub, c) if pack and config.z_dim > 0 else None
+        return cls(variables=sub, c=c, truncation_psi=jnp.asarray(truncation_psi, jnp.float32), config=config,
+                   packed=packed)
 
     def __call__(self, z: jax.Array) -> jax.Array:
         if z.ndim != 1:
             raise ValueError(f"MappingW: expects one latent z[{self.config.z_dim}], got shape {z.shape} "
                              "(batch with jax.vmap)")
+        if self.packed is not None:
+            return P.apply_mapping(self.packed, z, activation=self.config.mapping_activation,
+                                   truncation_psi=self.truncation_psi, variant=self.config.variant)
         c = None if self.c is None else self.c[None]
         return stylegan2.mapping_w(self.config, self.variables, z[None], c, truncation_psi=self.truncation_psi)[0]
 

@@ -107,7 +107,7 @@ def test_latent_classifier_is_a_pytree_with_static_architecture(fixtures, lace_v
     cfg, var = C.dense_embedder_params_from_state_dict(_sd(fixtures, "yaw"))
     clf = C.LatentClassifier.create(cfg, var).select(0)
     leaves, treedef = jax.tree_util.tree_flatten(clf)
-    assert len(leaves) == 8   # 4 layers × (kernel, bias); dims/heads live in the treedef
+    assert len(leaves) == 12  # 4 layers × (kernel, bias, contiguous kernelᵀ); dims/heads live in the treedef
     f = jax.jit(jax.vmap(lambda c, x: c(x), in_axes=(None, 0)))
     np.testing.assert_allclose(np.asarray(f(clf, lace_vectors["ffhq_w"])), lace_vectors["ffhq_logits_yaw"], **TOL)
     with pytest.raises(ValueError, match="out of range"):
