@@ -127,7 +127,8 @@ def calibrate(root: str | Path | None = None, num: int = 20000, seed: int = SEED
                        max_abs_logit_before=float(np.abs(lg).max()), max_abs_logit_after=float(np.abs(lg).max() / t),
                        nll_before=nll(lg, y), nll_after=nll(lg, y, t), ece_before=ece(lg, y), ece_after=ece(lg, y, t))
             report["attributes"].setdefault(name, {})[space] = row
-            logging.info("%s/%s: %s", space, name, row)
+            logging.warning("%s/%s: T = %.3f, NLL %.4f -> %.4f, ECE %.4f -> %.4f", space, name, t,
+                            row["nll_before"], row["nll_after"], row["ece_before"], row["ece_after"])
             if write:
                 d = root / "classifiers" / f"{space}_{name}"
                 meta = json.loads((d / "lace_jax.json").read_text())
@@ -161,7 +162,7 @@ def _define_flags() -> None:
 
 def main(argv) -> None:
     del argv
-    logging.set_verbosity(logging.INFO)
+    logging.set_verbosity(logging.WARNING)    # orbax logs every restore at INFO
     report = calibrate(FLAGS.assets, FLAGS.num, FLAGS.seed, write=not FLAGS.dry_run)
     Path(FLAGS.out).write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
