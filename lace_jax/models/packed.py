@@ -113,7 +113,7 @@ def _affine_bwd(res, g):
     dx = _bwd(g, w, wt)
     xs = x.reshape(-1, x.shape[-1])
     gs = g.reshape(-1, g.shape[-1])
-    dwt = jnp.matmul(gs.T, xs, precision=_HP)             # the weight the forward pass used
+    dwt = jnp.matmul(gs.T, xs, precision=_HP)             # dL/dw, transposed: it lands on wt
     return dx, jnp.zeros_like(w), dwt
 
 
