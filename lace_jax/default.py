@@ -7,6 +7,7 @@ It is a CPU-budget model (see `docs/default_model.md` and the model card for how
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,12 +48,17 @@ class DefaultModel:
 
     def generate(self, z: jax.Array, *, truncation_psi: float = 1.0, noise_mode: str = "const") -> jax.Array:
         """Images [B, 3, 32, 32] in [−1, 1] from latents z [B, z_dim]."""
-        return sg.generate(self.generator_config, self.generator, z, truncation_psi=truncation_psi,
-                           noise_mode=noise_mode)
+        return sg.generate_jit(self.generator_config, self.generator, z, truncation_psi=truncation_psi,
+                               noise_mode=noise_mode)
 
     def judge(self, images: jax.Array) -> dict:
         """The judge's outputs on NCHW images: logits per discrete attribute, values [B, 5], features [B, F]."""
-        return self.judge_model.apply({"params": self.judge_params}, images)
+        return _judge_apply(self.judge_model, self.judge_params, images)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _judge_apply(model: AttributeCNN, params: Any, images: jax.Array) -> dict:
+    return model.apply({"params": params}, images)
 
 
 def _judge_from_config(cfg: dict) -> AttributeCNN:

@@ -23,7 +23,6 @@ LACE config fields: `name`, `checkpoint_dir`, `generator` {`checkpoint`, `source
 from __future__ import annotations
 
 import dataclasses
-import functools
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
@@ -52,17 +51,11 @@ class GeneratorRender:
     noise_mode: str = flax.struct.field(pytree_node=False, default="const")
 
     def __call__(self, z: jax.Array) -> jax.Array:
+        from lace_jax.models import stylegan2 as sg
+
         c = None if self.c is None else jnp.broadcast_to(self.c, (z.shape[0],) + self.c.shape)
-        return _generate()(self.config, self.variables, z, c, truncation_psi=self.truncation_psi,
-                           noise_mode=self.noise_mode)
-
-
-@functools.lru_cache(maxsize=1)
-def _generate():
-    """`stylegan2.generate`, jitted: an eager `world.render(z)` otherwise dispatches the synthesis op by op (15 s
-    for 3 images of the shipped model, against 1.7 s to compile it); inside an outer jit it is simply inlined."""
-    from lace_jax.models import stylegan2 as sg
-    return jax.jit(sg.generate, static_argnames=("config", "noise_mode", "truncation_cutoff"))
+        return sg.generate_jit(self.config, self.variables, z, c, truncation_psi=self.truncation_psi,
+                               noise_mode=self.noise_mode)
 
 
 @dataclasses.dataclass(frozen=True)

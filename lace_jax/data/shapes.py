@@ -31,7 +31,6 @@ generator's convention at the module boundary.
 from __future__ import annotations
 
 import functools
-
 from typing import Mapping, NamedTuple
 
 import jax

@@ -204,12 +204,10 @@ class LatentClassifier:
     def create(cls, config: Mapping[str, Any], variables: Any, g: Any = None,
                head: int | None = None, pack: bool = True) -> "LatentClassifier":
         ncl = config.get("num_classes_list")
-        dims = tuple(int(d) for d in config["dims"])
-        packed = None
-        if pack:
-            packed = P.pack_embedder(variables, P.embedder_names(len(dims) - 1, "linear" if ncl is None else "heads"))
-        return cls(variables=variables, g=g, dims=dims, num_classes=config.get("num_classes"),
-                   num_classes_list=None if ncl is None else tuple(int(n) for n in ncl), head=head, packed=packed)
+        clf = cls(variables=variables, g=g, dims=tuple(int(d) for d in config["dims"]),
+                  num_classes=config.get("num_classes"),
+                  num_classes_list=None if ncl is None else tuple(int(n) for n in ncl), head=head)
+        return clf.replace(packed=P.pack_embedder(variables, clf._layer_names())) if pack else clf
 
     def module(self) -> DenseEmbedder:
         return DenseEmbedder(dims=self.dims, num_classes=self.num_classes, num_classes_list=self.num_classes_list)
@@ -221,12 +219,14 @@ class LatentClassifier:
             raise ValueError(f"LatentClassifier.select: head {head} out of range, the classifier has {n} head(s)")
         return self.replace(head=head)
 
+    def _layer_names(self) -> tuple[str, ...]:
+        return P.embedder_names(len(self.dims) - 1, "linear" if self.num_classes_list is None else "heads")
+
     def _apply_packed(self, x: jax.Array):
         if x.shape[-1] != self.dims[0]:
             raise ValueError(f"DenseEmbedder: input has {x.shape[-1]} features (shape {x.shape}), "
                              f"expected {self.dims[0]}")
-        names = P.embedder_names(len(self.dims) - 1, "linear" if self.num_classes_list is None else "heads")
-        out = P.apply_embedder(self.variables, self.packed, names, x, self.module().negative_slope)
+        out = P.apply_embedder(self.variables, self.packed, self._layer_names(), x, self.module().negative_slope)
         if self.num_classes_list is None:
             return out
         splits = np.cumsum(self.num_classes_list)[:-1].tolist()

@@ -32,6 +32,7 @@ import numpy as np
 from jax import lax
 
 from lace_jax.models import ops
+from lace_jax.models.stylegan2 import truncate
 
 _HP = lax.Precision.HIGHEST
 
@@ -170,7 +171,6 @@ def pack_mapping(config: Any, variables: Mapping, c: Any = None) -> PackedMappin
 def apply_mapping(packed: PackedMapping, z: jax.Array, *, activation: str = "lrelu",
                   truncation_psi: Any = 1.0, variant: str = "ada") -> jax.Array:
     """`z [..., z_dim] → w [..., w_dim]`, equal to `stylegan2.mapping_w` with the packed label."""
-    from lace_jax.models.stylegan2 import truncate
     x = ops.normalize_2nd_moment(z.astype(jnp.float32))
     for layer in packed.layers:
         x = ops.bias_act(_affine(x, layer.w, layer.wt), layer.b, act=activation)

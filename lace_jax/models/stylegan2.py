@@ -535,6 +535,11 @@ def generate(config: StyleGAN2Config, variables: Mapping, z: jax.Array, c: jax.A
     return synthesis(config, variables, ws, noise_mode=noise_mode, key=key)
 
 
+# `generate`, jitted (config, noise mode and cutoff static): eager callers otherwise dispatch the synthesis op by
+# op (15 s for 3 images of the shipped model against 1.7 s to compile it); inside an outer jit it is inlined.
+generate_jit = jax.jit(generate, static_argnames=("config", "noise_mode", "truncation_cutoff"))
+
+
 def to_nchw(img: jax.Array) -> jax.Array:
     return jnp.transpose(img, (0, 3, 1, 2))
 

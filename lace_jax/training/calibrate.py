@@ -87,14 +87,16 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, lo: float = 1e-2, hi
 
 def held_out(model: Any, num: int, seed: int = SEED, batch: int = 256) -> tuple[jax.Array, dict]:
     """`num` fresh latents and the judge's hard labels of their images (as the latent training data)."""
-    from lace_jax.training.control import _judge_labels
+    from lace_jax.training.control import judge_labels
     z = jax.random.normal(jax.random.PRNGKey(seed), (num, model.z_dim))
-    return z, _judge_labels(model, z, batch=batch)
+    return z, judge_labels(model, z, batch=batch)
+
+
+_batched_logits = jax.jit(jax.vmap(lambda c, x: c(x), in_axes=(None, 0)))
 
 
 def _logits(clf: Any, z: jax.Array, batch: int = 4096) -> np.ndarray:
-    f = jax.jit(jax.vmap(lambda c, x: c(x), in_axes=(None, 0)))
-    return np.concatenate([np.asarray(f(clf, z[i:i + batch])) for i in range(0, z.shape[0], batch)])
+    return np.concatenate([np.asarray(_batched_logits(clf, z[i:i + batch])) for i in range(0, z.shape[0], batch)])
 
 
 def scaled_variables(variables: Any, temperature: float) -> Any:

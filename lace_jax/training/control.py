@@ -26,7 +26,8 @@ from lace_jax.default import ASSETS, DefaultModel, load_default
 from lace_jax.samplers.ode import sample_ode
 
 
-def _judge_labels(model: DefaultModel, z: jax.Array, batch: int = 64) -> dict:
+def judge_labels(model: DefaultModel, z: jax.Array, batch: int = 64) -> dict:
+    """The judge's hard labels (discrete) and values (continuous) of the images of latents `z`, by name."""
     out = {n: [] for n in list(shapes.DISCRETE) + list(shapes.CONTINUOUS)}
     for i in range(0, z.shape[0], batch):
         o = model.judge(model.generate(z[i:i + batch]))
@@ -50,7 +51,7 @@ def measure(model: DefaultModel, num: int = 64, seed: int = 5) -> dict:
     """Judge accuracy of LACE-ODE samples per condition next to the unconditional rate of the same z0."""
     t0 = time.time()
     z0 = jax.random.normal(jax.random.PRNGKey(seed), (num, model.z_dim))
-    base = _judge_labels(model, z0)
+    base = judge_labels(model, z0)
     base_in_world = _in_world(base)       # the same z0 for every condition
     solve = jax.jit(lambda e, z: sample_ode(e, z, t_start=1.0, t_end=0.0))
     results: dict = {"num_per_condition": num, "solver": "dopri5 rtol=atol=1e-3, t 1→0", "conditions": {}}
@@ -58,7 +59,7 @@ def measure(model: DefaultModel, num: int = 64, seed: int = 5) -> dict:
     def run(name, e, check):
         r = solve(e, z0)
         z = r.z_unchecked
-        lab = _judge_labels(model, z)
+        lab = judge_labels(model, z)
         in_world = _in_world(lab)
         results["conditions"][name] = {"lace_ode": float(np.mean(check(lab))),
                                        "unconditional": float(np.mean(check(base))),
