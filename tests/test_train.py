@@ -91,3 +91,40 @@ def test_gan_resume_is_exact(tmp_path):
     moved = [float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in
              zip(jax.tree_util.tree_leaves(straight["g"]), jax.tree_util.tree_leaves(straight["g_ema"]))]
     assert max(moved) > 0                                    # EMA differs from G: the test is not vacuous
+
+
+@pytest.mark.slow
+def test_gan_continues_from_a_trained_generator(tmp_path):
+    """`init_from` starts G (and its EMA) from a trained generator, a workdir or an exported checkpoint; during
+    `d_warmup_steps` only D moves; a different architecture or a wrong path is refused with the reason."""
+    from lace_jax import checkpoint
+    from lace_jax.training import gan_run
+    import json
+    first, _ = _gan_run(_tiny_gan_config(), tmp_path / "run1", 2)
+    (tmp_path / "run1" / "config.json").write_text(json.dumps(_tiny_gan_config()))   # as train.py writes it
+    cfg = _tiny_gan_config(init_from=str(tmp_path / "run1"), d_warmup_steps=2, seed=1)
+    init = gan_run.build(cfg)[3]
+    for a, b in zip(jax.tree_util.tree_leaves(first["g_ema"]), jax.tree_util.tree_leaves(init["g"])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    warm, _ = _gan_run(cfg, tmp_path / "run2", 2)
+    for key in ("g", "g_ema"):
+        for a, b in zip(jax.tree_util.tree_leaves(init[key]), jax.tree_util.tree_leaves(warm[key])):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in
+               zip(jax.tree_util.tree_leaves(init["d"]), jax.tree_util.tree_leaves(warm["d"]))) > 0
+    after, _ = _gan_run(cfg, tmp_path / "run2", 3)           # resumes at step 2: the first joint step
+    assert max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in
+               zip(jax.tree_util.tree_leaves(init["g"]), jax.tree_util.tree_leaves(after["g"]))) > 0
+    # an exported generator checkpoint works the same way
+    g_cfg = gan_run.generator_config(cfg)
+    checkpoint.save_generator(tmp_path / "exported", g_cfg, {"params": first["g_ema"], "buffers": gan_run.build(
+        _tiny_gan_config())[1]})
+    init2 = gan_run.build(dict(cfg, init_from=str(tmp_path / "exported")))[3]
+    for a, b in zip(jax.tree_util.tree_leaves(first["g_ema"]), jax.tree_util.tree_leaves(init2["g_ema"])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    other = _tiny_gan_config(init_from=str(tmp_path / "exported"))
+    other["generator"]["channels"] = {4: 16, 8: 16, 16: 16}
+    with pytest.raises(ValueError, match="another generator architecture"):
+        gan_run.build(other)
+    with pytest.raises(FileNotFoundError, match="neither a generator checkpoint"):
+        gan_run.build(_tiny_gan_config(init_from=str(tmp_path / "nothing")))

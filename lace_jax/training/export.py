@@ -3,10 +3,12 @@
     python -m lace_jax.training.export --gan runs/gan --judge runs/judge --latent runs/latent \
         --out lace_jax/assets/default --card card_extra.json
     python -m lace_jax.training.export --latent runs/latent --out lace_jax/assets/default --classifiers_only
+    python -m lace_jax.training.export --gan runs/gan2 --out lace_jax/assets/default --generator_only
 
 Writes the EMA generator (with w_avg = the mean of mapping(z), estimated by `shapes_latent`), the judge, the
 latent classifiers (copied from the latent workdir) as `lace_jax.checkpoint` directories, and `model_card.json`.
-`--classifiers_only` replaces just the latent classifiers of an exported model (a `shapes_latent` run with
+`--generator_only` replaces just the generator (a continued GAN run), dropping the classifiers and the metrics
+that depend on it. `--classifiers_only` replaces just the latent classifiers of an exported model (a `shapes_latent` run with
 `--set assets=...`) and their metrics in its card, keeping the generator and judge.
 """
 from __future__ import annotations
@@ -62,6 +64,40 @@ def export_default(gan_dir: str | Path, judge_dir: str | Path, latent_dir: str |
     return out
 
 
+STALE_WITH_A_NEW_GENERATOR = ("latent", "control", "calibration", "quality")
+
+
+def export_generator(gan_dir: str | Path, out: str | Path, card_extra: dict) -> Path:
+    """Replace the generator of the exported model in `out` by a GAN run's EMA generator, keeping the judge.
+
+    The latent classifiers read the old generator's w and labels, so they are removed together with the card
+    metrics measured through them (`STALE_WITH_A_NEW_GENERATOR`); retrain them with `train.py --config
+    shapes_latent --set assets=<out>` and `--classifiers_only`, then re-measure."""
+    out = Path(out)
+    card = json.loads((out / "model_card.json").read_text())
+    g_cfg, g_vars, gcfg = latent.load_gan_ema(gan_dir)
+    old_cfg, _ = checkpoint.load_generator(out / "generator")
+    if old_cfg != g_cfg:
+        raise ValueError(f"{gan_dir} trains another generator architecture than the one in {out}; "
+                         "export the whole model instead")
+    w_avg = latent.estimate_w_avg(g_cfg, g_vars, jax.random.PRNGKey(0))
+    g_vars = {"params": g_vars["params"], "buffers": dict(g_vars["buffers"], mapping={"w_avg": jnp.asarray(w_avg)})}
+    checkpoint.save_generator(out / "generator", g_cfg, g_vars, overwrite=True,
+                              extra={"trained_steps": gcfg["trained_steps"], "ema": True,
+                                     "init_from": gcfg.get("init_from")})
+    z = jax.random.normal(jax.random.PRNGKey(REFERENCE_SEED), (4, g_cfg.z_dim))
+    np.savez(out / "reference_samples.npz", seed=np.int64(REFERENCE_SEED), z=np.asarray(z),
+             images=np.asarray(sg.generate(g_cfg, g_vars, z)))
+    if (out / "classifiers").exists():
+        shutil.rmtree(out / "classifiers")
+    for key in STALE_WITH_A_NEW_GENERATOR:
+        card.get("metrics", {}).pop(key, None)
+    card.update({"gan_steps": gcfg["trained_steps"], "gan_batch_size": gcfg["batch_size"]})
+    card.update(card_extra)
+    (out / "model_card.json").write_text(json.dumps(card, indent=2))
+    return out
+
+
 def export_classifiers(latent_dir: str | Path, out: str | Path, card_extra: dict) -> Path:
     """Replace `out/classifiers` by a latent run's classifiers and its metrics in `out/model_card.json`.
 
@@ -97,6 +133,8 @@ def _define_flags() -> None:
     flags.DEFINE_string("latent", None, "shapes_latent workdir")
     flags.DEFINE_string("out", "lace_jax/assets/default", "output directory")
     flags.DEFINE_string("card", None, "JSON file merged into model_card.json (commands, wall times, metrics)")
+    flags.DEFINE_bool("generator_only", False, "replace only the generator of the model in --out by the EMA "
+                      "generator of --gan (removes the latent classifiers, which must be retrained)")
     flags.DEFINE_bool("classifiers_only", False, "replace only the latent classifiers (and their card metrics) of "
                       "the model in --out by those of --latent")
 
@@ -107,6 +145,8 @@ def main(argv) -> None:
     extra = json.loads(Path(FLAGS.card).read_text()) if FLAGS.card else {}
     if FLAGS.classifiers_only:
         print(export_classifiers(FLAGS.latent, FLAGS.out, extra))
+    elif FLAGS.generator_only:
+        print(export_generator(FLAGS.gan, FLAGS.out, extra))
     else:
         print(export_default(FLAGS.gan, FLAGS.judge, FLAGS.latent, FLAGS.out, extra))
 

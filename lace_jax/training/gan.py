@@ -9,7 +9,8 @@ step on softplus(D(G(z))) + softplus(−D(x)), and every `r1_interval` iteration
 (γ/2)·‖∇ₓD(x)‖²·r1_interval (lazy regularisation). Adam uses β1 = 0, β2 = 0.99; for the lazily regularised D the
 learning rate and betas are adjusted by c = interval/(interval+1) (lr·c, β^c) as upstream. Path-length
 regularisation and style mixing are left out for the small model. All randomness of iteration `s` comes from
-fold_in(key, s).
+fold_in(key, s). Iterations below `d_warmup` update D only (G and its EMA are frozen): a run that starts from a
+trained generator with a fresh discriminator first lets D catch up, so G does not follow an untrained D's gradient.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class GanHyper(NamedTuple):
     r1_interval: int = 16
     ema_kimg: float = 5.0
     ema_rampup: float | None = 0.05
+    d_warmup: int = 0
 
 
 def g_loss(g_params, d_params, g_apply: GApply, d_apply: DApply, z, key):
@@ -116,12 +118,23 @@ def make_steps(g_apply: GApply, d_apply: DApply, sample_real: Callable[[jax.Arra
         upd, d_opt = d_tx.update(gd, state["d_opt"], state["d"])
         return dict(state, d=optax.apply_updates(state["d"], upd), d_opt=d_opt), pen
 
-    main_j, reg_j = jax.jit(main), jax.jit(reg)
+    def d_only(state, step):
+        _, _, kz2, kn2, kreal, _ = _keys(step)
+        real = sample_real(kreal, h.batch_size)
+        z2 = jax.random.normal(kz2, (h.batch_size, h.z_dim))
+        (ld, (lf, lr)), gd = jax.value_and_grad(d_loss, has_aux=True)(state["d"], state["g"], g_apply, d_apply, z2,
+                                                                      kn2, real)
+        upd, d_opt = d_tx.update(gd, state["d_opt"], state["d"])
+        metrics = {"loss_g": jnp.mean(jax.nn.softplus(-lf)), "loss_d": ld, "d_real": jnp.mean(lr),
+                   "d_fake": jnp.mean(lf)}
+        return dict(state, d=optax.apply_updates(state["d"], upd), d_opt=d_opt), metrics
+
+    main_j, reg_j, d_only_j = jax.jit(main), jax.jit(reg), jax.jit(d_only)
     last_r1 = {"r1": jnp.asarray(0.0)}
 
     def train_step(state, step: int):
         s = jnp.asarray(step, jnp.int32)
-        state, metrics = main_j(state, s)
+        state, metrics = (d_only_j if step < h.d_warmup else main_j)(state, s)
         if h.r1_interval > 0 and h.r1_gamma > 0 and step % h.r1_interval == 0:
             state, last_r1["r1"] = reg_j(state, s)
         metrics["r1"] = last_r1["r1"]

@@ -30,7 +30,31 @@ def hyper(config: dict) -> gan.GanHyper:
     return gan.GanHyper(batch_size=int(config["batch_size"]), z_dim=int(config["generator"]["z_dim"]),
                         g_lr=float(config["g_lr"]), d_lr=float(config["d_lr"]), beta2=float(config["beta2"]),
                         r1_gamma=float(config["r1_gamma"]), r1_interval=int(config["r1_interval"]),
-                        ema_kimg=float(config["ema_kimg"]), ema_rampup=config["ema_rampup"])
+                        ema_kimg=float(config["ema_kimg"]), ema_rampup=config["ema_rampup"],
+                        d_warmup=int(config.get("d_warmup_steps", 0)))
+
+
+def initial_generator(source: str | Path, g_cfg: sg.StyleGAN2Config) -> dict:
+    """Generator variables to start a run from: a `stylegan2` checkpoint directory (an exported generator,
+    e.g. `lace_jax/assets/default/generator`) or a shapes_gan workdir (its newest EMA generator). Its
+    architecture must equal this run's, else a ValueError says which fields differ."""
+    from lace_jax import checkpoint
+
+    source = Path(source)
+    if (source / "lace_jax.json").is_file():
+        cfg, variables = checkpoint.load_generator(source)
+    elif (source / "checkpoints").is_dir():
+        from lace_jax.training import latent
+
+        cfg, variables, _ = latent.load_gan_ema(source)
+    else:
+        raise FileNotFoundError(f"init_from={str(source)!r} is neither a generator checkpoint (lace_jax.json) "
+                                "nor a shapes_gan workdir (checkpoints/)")
+    if cfg != g_cfg:
+        diff = {k: (getattr(cfg, k), getattr(g_cfg, k)) for k in g_cfg.__dataclass_fields__
+                if getattr(cfg, k) != getattr(g_cfg, k)}
+        raise ValueError(f"init_from={str(source)!r} has another generator architecture (theirs, ours): {diff}")
+    return jax.tree_util.tree_map(jnp.asarray, variables)
 
 
 def build(config: dict):
@@ -38,6 +62,8 @@ def build(config: dict):
     g_cfg = generator_config(config)
     k_g, k_d, k_train = jax.random.split(jax.random.PRNGKey(int(config["seed"])), 3)
     g_vars = sg.init(g_cfg, k_g)
+    if config.get("init_from"):          # continue a trained generator (fresh D and optimiser states)
+        g_vars = initial_generator(config["init_from"], g_cfg)
     buffers = g_vars["buffers"]          # noise_const and w_avg: fixed during training (ψ = 1, random noise)
     disc = Discriminator(int(config["resolution"]), tuple(config["d_channels"]))
     res = int(config["resolution"])

@@ -3,6 +3,8 @@ shapes world, since Inception weights cannot be downloaded here).
 
     python -m lace_jax.training.quality --gan runs/gan --judge runs/judge --latent runs/latent --num 5000 \
         --out quality.json
+    python -m lace_jax.training.quality --assets lace_jax/assets/default --early runs/gan_early \
+        --previous runs/gan_run1_generator --num 10000 --out quality.json
 
 Reports FD(generated, real), the floor FD(real′, real) between two independent render sets of the same size, and
 FD(early EMA snapshot, real) for a badly trained reference, plus the judge's class frequencies on generated images
@@ -38,33 +40,83 @@ def generated_outputs(g_cfg, g_vars, judge_model, judge_params, key, num, batch=
     return data
 
 
-def measure(gan_dir, judge_dir, latent_dir, num: int, seed: int = 31) -> dict:
+def measure_generator(g_cfg: sg.StyleGAN2Config, g_vars: dict, judge_model, judge_params, num: int,
+                      seed: int = 31, references: dict | None = None) -> dict:
+    """FD(generated, real) and the floor FD(real′, real) over `num` images per set, the judge's class
+    frequencies and continuous means/stds on the generated set, and `fd_<name>_vs_real` for each reference
+    generator (`references`: name -> params of the same architecture and buffers, e.g. an early snapshot)."""
     t0 = time.time()
+    k_a, k_b, k_g, k_e = jax.random.split(jax.random.PRNGKey(seed), 4)
+    real_a = real_features(judge_model, judge_params, k_a, num)
+    real_b = real_features(judge_model, judge_params, k_b, num)
+    gen = generated_outputs(g_cfg, g_vars, judge_model, judge_params, k_g, num)
+    result = {"num_per_set": num,
+              "fd_generated_vs_real": frechet_distance(gen["features"], real_a),
+              "fd_floor_real_vs_real": frechet_distance(real_b, real_a)}
+    for i, (name, params) in enumerate((references or {}).items()):
+        key = k_e if i == 0 else jax.random.fold_in(k_e, i)
+        ref = generated_outputs(g_cfg, {"params": params, "buffers": g_vars["buffers"]}, judge_model, judge_params,
+                                key, num)
+        result[f"fd_{name}_vs_real"] = frechet_distance(ref["features"], real_a)
+        result[f"{name}_label_freq"] = _label_freq(ref, num)
+    result["generated_label_freq"] = _label_freq(gen, num)
+    result["generated_continuous_mean_std"] = {
+        n: [float(np.mean(gen[n])), float(np.std(gen[n]))] for n in shapes.CONTINUOUS}
+    result["wall_s"] = time.time() - t0
+    return result
+
+
+def _label_freq(data: dict, num: int) -> dict:
+    return {n: (np.bincount(data[n], minlength=len(c)) / num).round(4).tolist() for n, c in shapes.DISCRETE.items()}
+
+
+def _early_params(gan_dir: str | Path, params_template) -> tuple[int, dict] | None:
+    """(step, EMA params) of a shapes_gan workdir's early snapshot (`early_ema_<step>`), or None."""
+    early = sorted(Path(gan_dir).glob("early_ema_*"))
+    if not early:
+        return None
+    with ocp.StandardCheckpointer() as ckptr:
+        return int(early[0].name.split("_")[-1]), ckptr.restore(early[0].resolve(), params_template)
+
+
+def measure(gan_dir, judge_dir, latent_dir, num: int, seed: int = 31) -> dict:
+    """`measure_generator` for the training workdirs: the GAN's EMA generator against its own early snapshot."""
     g_cfg, g_vars, gcfg = latent.load_gan_ema(gan_dir)
     w_path = Path(latent_dir) / "w_avg.npy" if latent_dir else None
     w_avg = np.load(w_path) if w_path is not None and w_path.is_file() else \
         latent.estimate_w_avg(g_cfg, g_vars, jax.random.PRNGKey(0))     # ψ = 1 here: only recorded for symmetry
     g_vars = {"params": g_vars["params"], "buffers": dict(g_vars["buffers"], mapping={"w_avg": jnp.asarray(w_avg)})}
     jm, jp, _ = latent.load_judge(judge_dir)
-    k_a, k_b, k_g, k_e = jax.random.split(jax.random.PRNGKey(seed), 4)
-    real_a = real_features(jm, jp, k_a, num)
-    real_b = real_features(jm, jp, k_b, num)
-    gen = generated_outputs(g_cfg, g_vars, jm, jp, k_g, num)
-    result = {"num_per_set": num, "gan_steps": gcfg["trained_steps"],
-              "fd_generated_vs_real": frechet_distance(gen["features"], real_a),
-              "fd_floor_real_vs_real": frechet_distance(real_b, real_a)}
-    early = sorted(Path(gan_dir).glob("early_ema_*"))
+    early = _early_params(gan_dir, g_vars["params"])
+    result = measure_generator(g_cfg, g_vars, jm, jp, num, seed, {"early": early[1]} if early else None)
+    result["gan_steps"] = gcfg["trained_steps"]
     if early:
-        with ocp.StandardCheckpointer() as ckptr:
-            e_params = ckptr.restore(early[0].resolve(), g_vars["params"])
-        e_gen = generated_outputs(g_cfg, {"params": e_params, "buffers": g_vars["buffers"]}, jm, jp, k_e, num)
-        result["early_snapshot_step"] = int(early[0].name.split("_")[-1])
-        result["fd_early_vs_real"] = frechet_distance(e_gen["features"], real_a)
-    result["generated_label_freq"] = {
-        n: (np.bincount(gen[n], minlength=len(c)) / num).round(4).tolist() for n, c in shapes.DISCRETE.items()}
-    result["generated_continuous_mean_std"] = {
-        n: [float(np.mean(gen[n])), float(np.std(gen[n]))] for n in shapes.CONTINUOUS}
-    result["wall_s"] = time.time() - t0
+        result["early_snapshot_step"] = early[0]
+    return result
+
+
+def measure_assets(assets: str | Path, num: int, seed: int = 31, early_gan: str | Path | None = None,
+                   previous: str | Path | None = None) -> dict:
+    """`measure_generator` for an exported default model (its generator and judge), with the early snapshot of
+    the shapes_gan workdir `early_gan` and a previous generator checkpoint `previous` as references."""
+    from lace_jax import checkpoint
+    from lace_jax.default import load_default
+    model = load_default(assets)
+    refs, extra = {}, {"gan_steps": int(model.card.get("gan_steps", 0))}
+    if early_gan:
+        early = _early_params(early_gan, model.generator["params"])
+        if early is None:
+            raise FileNotFoundError(f"no early_ema_* snapshot in {early_gan}")
+        refs["early"], extra["early_snapshot_step"] = early[1], early[0]
+    if previous:
+        p_cfg, p_vars = checkpoint.load_generator(previous)
+        if p_cfg != model.generator_config:
+            raise ValueError(f"{previous} has another generator architecture than {assets}")
+        refs["previous"] = jax.tree_util.tree_map(jnp.asarray, p_vars["params"])
+        extra["previous_generator"] = str(previous)
+    result = measure_generator(model.generator_config, model.generator, model.judge_model, model.judge_params,
+                               num, seed, refs)
+    result.update(extra)
     return result
 
 
@@ -76,6 +128,10 @@ def _define_flags() -> None:
     flags.DEFINE_string("gan", None, "shapes_gan workdir")
     flags.DEFINE_string("judge", None, "shapes_judge workdir")
     flags.DEFINE_string("latent", None, "shapes_latent workdir (for w_avg; optional)")
+    flags.DEFINE_string("assets", None, "an exported default model (generator + judge) instead of --gan/--judge")
+    flags.DEFINE_string("early", None, "with --assets: a shapes_gan workdir whose early_ema_* snapshot is the "
+                        "badly trained reference")
+    flags.DEFINE_string("previous", None, "with --assets: an earlier generator checkpoint to compare against")
     flags.DEFINE_integer("num", 5000, "images per set")
     flags.DEFINE_string("out", "quality.json", "output JSON")
 
@@ -83,7 +139,10 @@ def _define_flags() -> None:
 def main(argv) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)
-    result = measure(FLAGS.gan, FLAGS.judge, FLAGS.latent, FLAGS.num)
+    if FLAGS.assets:
+        result = measure_assets(FLAGS.assets, FLAGS.num, early_gan=FLAGS.early, previous=FLAGS.previous)
+    else:
+        result = measure(FLAGS.gan, FLAGS.judge, FLAGS.latent, FLAGS.num)
     Path(FLAGS.out).write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
