@@ -36,6 +36,14 @@ def judge_config(model) -> dict:
             "widths": list(model.widths), "features": int(model.features), "resolution": 32}
 
 
+def _write_generator(out: Path, g_cfg: sg.StyleGAN2Config, g_vars: dict, extra: dict) -> None:
+    """out/generator and out/reference_samples.npz (4 images of a fixed key, for the assets' determinism test)."""
+    checkpoint.save_generator(out / "generator", g_cfg, g_vars, overwrite=True, extra=extra)
+    z = jax.random.normal(jax.random.PRNGKey(REFERENCE_SEED), (4, g_cfg.z_dim))
+    np.savez(out / "reference_samples.npz", seed=np.int64(REFERENCE_SEED), z=np.asarray(z),
+             images=np.asarray(sg.generate(g_cfg, g_vars, z)))
+
+
 def export_default(gan_dir: str | Path, judge_dir: str | Path, latent_dir: str | Path, out: str | Path,
                    card_extra: dict) -> Path:
     """Write generator/, judge/, classifiers/ and model_card.json under `out` (replacing what is there)."""
@@ -43,11 +51,7 @@ def export_default(gan_dir: str | Path, judge_dir: str | Path, latent_dir: str |
     g_cfg, g_vars, gcfg = latent.load_gan_ema(gan_dir)
     w_avg = np.load(latent_dir / "w_avg.npy")
     g_vars = {"params": g_vars["params"], "buffers": dict(g_vars["buffers"], mapping={"w_avg": jnp.asarray(w_avg)})}
-    checkpoint.save_generator(out / "generator", g_cfg, g_vars, overwrite=True,
-                              extra={"trained_steps": gcfg["trained_steps"], "ema": True})
-    z = jax.random.normal(jax.random.PRNGKey(REFERENCE_SEED), (4, g_cfg.z_dim))
-    np.savez(out / "reference_samples.npz", seed=np.int64(REFERENCE_SEED), z=np.asarray(z),
-             images=np.asarray(sg.generate(g_cfg, g_vars, z)))     # for the determinism test of the assets
+    _write_generator(out, g_cfg, g_vars, {"trained_steps": gcfg["trained_steps"], "ema": True})
     jmodel, jparams, jcfg = latent.load_judge(judge_dir)
     checkpoint.save(out / "judge", {"params": jparams}, judge_config(jmodel), "attribute_cnn", overwrite=True,
                     extra={"trained_steps": jcfg["trained_steps"]})
@@ -82,12 +86,8 @@ def export_generator(gan_dir: str | Path, out: str | Path, card_extra: dict) -> 
                          "export the whole model instead")
     w_avg = latent.estimate_w_avg(g_cfg, g_vars, jax.random.PRNGKey(0))
     g_vars = {"params": g_vars["params"], "buffers": dict(g_vars["buffers"], mapping={"w_avg": jnp.asarray(w_avg)})}
-    checkpoint.save_generator(out / "generator", g_cfg, g_vars, overwrite=True,
-                              extra={"trained_steps": gcfg["trained_steps"], "ema": True,
-                                     "init_from": gcfg.get("init_from")})
-    z = jax.random.normal(jax.random.PRNGKey(REFERENCE_SEED), (4, g_cfg.z_dim))
-    np.savez(out / "reference_samples.npz", seed=np.int64(REFERENCE_SEED), z=np.asarray(z),
-             images=np.asarray(sg.generate(g_cfg, g_vars, z)))
+    _write_generator(out, g_cfg, g_vars, {"trained_steps": gcfg["trained_steps"], "ema": True,
+                                          "init_from": gcfg.get("init_from")})
     if (out / "classifiers").exists():
         shutil.rmtree(out / "classifiers")
     for key in STALE_WITH_A_NEW_GENERATOR:
