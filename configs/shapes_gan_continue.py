@@ -9,7 +9,9 @@ from configs import shapes_gan
 def get_config() -> dict:
     config = shapes_gan.get_config()
     config.update({
-        "init_from": "runs/gan_run1_generator",   # the EMA generator of the first run (13,247 iterations)
+        # the shipped EMA generator (13,247 iterations of the first run); point it at a copy before an export
+        # --generator_only overwrites it, e.g. --set init_from=runs/gan_run1_generator
+        "init_from": "lace_jax/assets/default/generator",
         "d_warmup_steps": 500,
         "seed": 1,                                 # new D init and new data/noise stream
         "max_wall_s": 4800.0,
