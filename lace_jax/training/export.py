@@ -80,7 +80,7 @@ def export_generator(gan_dir: str | Path, out: str | Path, card_extra: dict) -> 
     out = Path(out)
     card = json.loads((out / "model_card.json").read_text())
     g_cfg, g_vars, gcfg = latent.load_gan_ema(gan_dir)
-    old_cfg, _ = checkpoint.load_generator(out / "generator")
+    old_cfg = sg.StyleGAN2Config(**checkpoint.read_meta(out / "generator")["config"])   # no weights needed
     if old_cfg != g_cfg:
         raise ValueError(f"{gan_dir} trains another generator architecture than the one in {out}; "
                          "export the whole model instead")

@@ -92,6 +92,15 @@ def make_steps(g_apply: GApply, d_apply: DApply, sample_real: Callable[[jax.Arra
         k = jax.random.fold_in(key, step)
         return jax.random.split(k, 6)
 
+    def d_update(state, g_params, kz, kn, kreal):
+        """One D step on fakes of `g_params` and fresh reals: (new D, its Adam state, loss, fake/real logits)."""
+        real = sample_real(kreal, h.batch_size)
+        z = jax.random.normal(kz, (h.batch_size, h.z_dim))
+        (ld, (lf, lr)), gd = jax.value_and_grad(d_loss, has_aux=True)(state["d"], g_params, g_apply, d_apply, z,
+                                                                      kn, real)
+        upd, d_opt = d_tx.update(gd, state["d_opt"], state["d"])
+        return optax.apply_updates(state["d"], upd), d_opt, ld, lf, lr
+
     def main(state, step):
         kz1, kn1, kz2, kn2, kreal, _ = _keys(step)
         z1 = jax.random.normal(kz1, (h.batch_size, h.z_dim))
@@ -99,12 +108,7 @@ def make_steps(g_apply: GApply, d_apply: DApply, sample_real: Callable[[jax.Arra
                                                                           d_apply, z1, kn1)
         upd, g_opt = g_tx.update(gg, state["g_opt"], state["g"])
         g_new = optax.apply_updates(state["g"], upd)
-        real = sample_real(kreal, h.batch_size)
-        z2 = jax.random.normal(kz2, (h.batch_size, h.z_dim))
-        (ld, (lf, lr)), gd = jax.value_and_grad(d_loss, has_aux=True)(state["d"], g_new, g_apply, d_apply, z2,
-                                                                      kn2, real)
-        upd, d_opt = d_tx.update(gd, state["d_opt"], state["d"])
-        d_new = optax.apply_updates(state["d"], upd)
+        d_new, d_opt, ld, lf, lr = d_update(state, g_new, kz2, kn2, kreal)
         beta = ema_beta(step, h)
         g_ema = jax.tree_util.tree_map(lambda e, p: p + (e - p) * beta, state["g_ema"], g_new)
         metrics = {"loss_g": lg, "loss_d": ld, "d_real": jnp.mean(lr), "d_fake": jnp.mean(lf)}
@@ -120,14 +124,10 @@ def make_steps(g_apply: GApply, d_apply: DApply, sample_real: Callable[[jax.Arra
 
     def d_only(state, step):
         _, _, kz2, kn2, kreal, _ = _keys(step)
-        real = sample_real(kreal, h.batch_size)
-        z2 = jax.random.normal(kz2, (h.batch_size, h.z_dim))
-        (ld, (lf, lr)), gd = jax.value_and_grad(d_loss, has_aux=True)(state["d"], state["g"], g_apply, d_apply, z2,
-                                                                      kn2, real)
-        upd, d_opt = d_tx.update(gd, state["d_opt"], state["d"])
+        d_new, d_opt, ld, lf, lr = d_update(state, state["g"], kz2, kn2, kreal)
         metrics = {"loss_g": jnp.mean(jax.nn.softplus(-lf)), "loss_d": ld, "d_real": jnp.mean(lr),
                    "d_fake": jnp.mean(lf)}
-        return dict(state, d=optax.apply_updates(state["d"], upd), d_opt=d_opt), metrics
+        return dict(state, d=d_new, d_opt=d_opt), metrics
 
     main_j, reg_j, d_only_j = jax.jit(main), jax.jit(reg), jax.jit(d_only)
     last_r1 = {"r1": jnp.asarray(0.0)}
