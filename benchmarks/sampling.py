@@ -8,7 +8,9 @@ dopri5 at rtol = atol = 1e-3 from t = 1 to 0; then the same followed by renderin
 
 Random weights (upstream init rules, `benchmarks/torch_reference.py`) are made once as upstream state dicts; the
 torch side loads them into the reference modules, the JAX side through the project's own converters. Every figure
-that compares frameworks is a ratio of medians measured interleaved in the same process (torch, jax, torch, …).
+that compares frameworks is a ratio of medians measured interleaved in the same process (torch, jax, torch, …);
+calls under a second are timed in the steady state of back-to-back calls (one untimed call after each switch
+of framework, then two timed), and the first call after a switch is reported too (`*_switch`).
 
     python benchmarks/sampling.py --quick              # < 5 min on 2 CPU cores; one JSON object on stdout
     python benchmarks/sampling.py --out docs/perf.json --markdown docs/performance.md     # the full sweep
@@ -95,8 +97,10 @@ def drift_flops_per_sample(init_kwargs=INIT_KWARGS, clf=CLASSIFIER) -> dict:
                 executed_per_eval=fwd + bwd - folded)
 
 
-def matmul_peak(n=2048, dtype=jnp.float32, reps=5) -> dict:
-    """GFLOP/s of a jitted n×n×n matmul (median of `reps` after warm-up)."""
+def matmul_peak(n=2048, dtype=jnp.float32, reps=20) -> dict:
+    """GFLOP/s of a jitted n×n×n matmul: median and best of `reps` after warm-up. Peak fractions use the best: on a
+    shared VM one median came out at 212 GFLOP/s where the same machine gave 345 minutes earlier, below what the
+    batch-512 drift itself reached (230)."""
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n)).astype(dtype)
     b = jax.random.normal(jax.random.PRNGKey(1), (n, n)).astype(dtype)
     f = jax.jit(lambda a, b: jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST))
@@ -242,15 +246,31 @@ def jax_memory(fn, *args) -> int | None:
         return None
 
 
-def interleaved(calls: dict, reps: int, min_reps: int = 5) -> dict:
-    """Time every callable in `calls` `reps` times, round-robin (a, b, a, b, ...); medians in seconds."""
+def interleaved(calls: dict, reps: int, min_reps: int = 5, settle: int = 0, per_block: int = 1) -> dict:
+    """Time every callable in `calls`, round-robin over >= `reps` rounds (a, b, a, b, ...); medians in seconds.
+
+    With `settle` > 0 each turn first makes `settle` untimed calls, then `per_block` timed ones: the steady state of
+    back-to-back calls (a sweep). On the 2-vCPU machines the first call after the *other* framework ran is up to 2x
+    slower (measured 2026-12-02: a JAX batch-1 solve took 15-17 ms back to back, 27-35 ms after a 90 ms sleep, a
+    Python spin or a torch call, single- or multi-threaded XLA alike), which per-call alternation charges to whoever
+    runs second; that first call is still timed and reported as `switch_median`."""
     times = {k: [] for k in calls}
+    switch = {k: [] for k in calls}
     for _ in range(max(reps, min_reps)):
         for k, f in calls.items():
-            t = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t)
-    return {k: dict(median=statistics.median(v), min=min(v), n=len(v)) for k, v in times.items()}
+            for i in range(settle + per_block):
+                t = time.perf_counter()
+                f()
+                dt = time.perf_counter() - t
+                if i == 0 and settle:
+                    switch[k].append(dt)
+                if i >= settle:
+                    times[k].append(dt)
+    out = {k: dict(median=statistics.median(v), min=min(v), n=len(v)) for k, v in times.items()}
+    for k, v in switch.items():
+        if v:
+            out[k]["switch_median"] = statistics.median(v)
+    return out
 
 
 def first_call(f):
@@ -288,7 +308,11 @@ def pick_torch_threads(setup: Setup, choice: str) -> dict:
 def pick_best(search: list, lace_err: float, lace_acc: float) -> dict:
     """The search candidate with the fewest NFE whose final-latent error (vs the 1e-6 reference) is at most LACE's
     (torchdiffeq dopri5 1e-3, reproduced by the compat controller) and whose classifier accuracy is at least LACE's."""
-    ok = [r for r in search if r["jax_failed"] == 0 and r["jax_err_max"] <= lace_err and r["jax_acc"] >= lace_acc]
+    # adaptive candidates only: fixed steps win on these random weights (Heun, 6 steps in s: 12 NFE at LACE's error)
+    # but lost 12 points of judge accuracy on the trained shapes model, where an adaptive Bosh3 kept it
+    # (docs/performance.md, "Judge accuracy on a trained model")
+    ok = [r for r in search if r["jax_failed"] == 0 and r["jax_err_max"] <= lace_err and r["jax_acc"] >= lace_acc
+          and "num_steps" not in r["jax_options"]]
     if not ok:
         return dict(BEST_DEFAULT)
     r = min(ok, key=lambda r: (r["jax_nfe"], r["jax_s"]))
@@ -326,7 +350,10 @@ def compare(setup: Setup, b: int, jax_cfg: dict, torch_cfg: dict, reps: int, zre
 
     jout, jfirst = first_call(run_jax)
     tout, tfirst = first_call(run_torch)
-    tm = interleaved(dict(torch=run_torch, jax=run_jax), reps)
+    _, tsecond = first_call(run_torch)
+    # calls under a second: steady state of back-to-back calls (see `interleaved`); longer ones amortise the switch
+    steady = tsecond < 1.0
+    tm = interleaved(dict(torch=run_torch, jax=run_jax), reps, settle=int(steady), per_block=2 if steady else 1)
     zj, nfe_j = np.asarray(jout[0]), np.asarray(jout[1])
     zt, nfe_t = tout[0], tout[1]
     k = min(len(zref), b)
@@ -340,6 +367,11 @@ def compare(setup: Setup, b: int, jax_cfg: dict, torch_cfg: dict, reps: int, zre
                jax_acc=setup.accuracy(zj, ys), torch_acc=setup.accuracy(zt, ys),
                jax_failed=int((~np.isfinite(zj).all(axis=1)).sum()))
     res["ratio"] = res["torch_s"] / res["jax_s"]
+    res["timing"] = "steady (1 untimed + 2 timed calls per turn)" if steady else "alternating (1 call per turn)"
+    if steady:
+        res["jax_s_switch"] = tm["jax"]["switch_median"]
+        res["torch_s_switch"] = tm["torch"]["switch_median"]
+        res["ratio_switch"] = res["torch_s_switch"] / res["jax_s_switch"]
     res["jax_samples_per_s"] = b / res["jax_s"]
     res["torch_samples_per_s"] = b / res["torch_s"]
     if render:
@@ -384,12 +416,12 @@ def drift_throughput(setup: Setup, b: int, reps: int) -> dict:
     sm = jax.jit(lambda e, z: jax.grad(lambda z: jnp.sum(E.value(e, z)))(z))
     np.testing.assert_allclose(np.asarray(vm(energy, jz0)), np.asarray(sm(energy, jz0)), rtol=1e-4, atol=1e-5)
     tm = interleaved(dict(vmap_grad=lambda: jax.block_until_ready(vm(energy, jz0)),
-                          grad_of_sum=lambda: jax.block_until_ready(sm(energy, jz0))), reps)
+                          grad_of_sum=lambda: jax.block_until_ready(sm(energy, jz0))), reps, settle=1, per_block=2)
     import torch
     vp = setup.T.VPODE(setup.t_map, setup.t_clf, torch.as_tensor(ys, device=setup.dev))
     tz = torch.as_tensor(z0, device=setup.dev)
     sync = torch.cuda.synchronize if setup.dev.type == "cuda" else (lambda: None)
-    tt = interleaved(dict(torch=lambda: (vp(torch.tensor(1.0), (tz,)), sync())), reps)
+    tt = interleaved(dict(torch=lambda: (vp(torch.tensor(1.0), (tz,)), sync())), reps, settle=1, per_block=2)
     out = dict(batch=b, flops=flops)
     for k, v in list(tm.items()) + list(tt.items()):
         out[f"{k}_s"] = v["median"]
@@ -412,9 +444,10 @@ def packing(setup: Setup, b: int, reps: int) -> dict:
     for e in (e_packed, e_flax):
         jax.block_until_ready(solve(e, jz0))
     td = interleaved(dict(packed=lambda: jax.block_until_ready(drift(e_packed, jz0)),
-                          flax=lambda: jax.block_until_ready(drift(e_flax, jz0))), max(reps, 15))
+                          flax=lambda: jax.block_until_ready(drift(e_flax, jz0))), max(reps, 15), settle=1,
+                     per_block=2)
     ts = interleaved(dict(packed=lambda: jax.block_until_ready(solve(e_packed, jz0)),
-                          flax=lambda: jax.block_until_ready(solve(e_flax, jz0))), reps)
+                          flax=lambda: jax.block_until_ready(solve(e_flax, jz0))), reps, settle=1, per_block=2)
     out = dict(batch=b, drift_packed_s=td["packed"]["median"], drift_flax_s=td["flax"]["median"],
                compat_packed_s=ts["packed"]["median"], compat_flax_s=ts["flax"]["median"])
     out["ratio_drift"] = out["drift_flax_s"] / out["drift_packed_s"]
@@ -430,10 +463,15 @@ def nfe_search(setup: Setup, b: int, zref: np.ndarray, reps: int, quick: bool) -
              dict(kind="ode", solver="dopri5", rtol=1e-3, atol=1e-3, batch_mode="joint"),
              dict(kind="ode", solver="dopri5", rtol=1e-3, atol=1e-3, batch_mode="independent"),
              dict(kind="ode", solver="tsit5", rtol=1e-3, atol=1e-3, batch_mode="joint")]
+    # fixed steps of the autonomous flow (uniform in s): no controller, so every latent's result is the same at any
+    # batch size; cheap on this well-conditioned energy, no safety net on a stiff one (docs/performance.md)
+    fixed = [dict(kind="tc", solver=s, num_steps=n, batch_mode="joint")
+             for s, n in (("heun", 4), ("heun", 6), ("heun", 8), ("bosh3", 4), ("bosh3", 5), ("bosh3", 6))]
     if quick:
         cands = cands[:2] + [dict(kind="tc", solver=s, rtol=tol, atol=tol, batch_mode="joint")
-                             for s, tol in (("dopri5", 1e-2), ("bosh3", 1e-2), ("bosh3", 3e-3))]
+                             for s, tol in (("dopri5", 1e-2), ("bosh3", 1e-2), ("bosh3", 3e-3))] + fixed[1:2]
     else:
+        cands += fixed
         for solver in ("dopri5", "tsit5", "bosh3"):
             for tol in (3e-2, 1e-2, 3e-3, 1e-3):
                 for mode in ("joint", "independent"):
@@ -482,7 +520,7 @@ def main(argv=None):
     results = dict(compat=[], best=[], joint_vs_independent=[], euler=[], render=[], search=[], drift=[],
                    packing=[])
     lace_torch = dict(method="dopri5", rtol=1e-3, atol=1e-3)
-    state = dict(best=None, bf16=None)
+    state = dict(best=None, bf16=None, search_pick=None)
 
     def emit(final=False):
         summary = summarise(results, flops, peak, state["bf16"])
@@ -493,7 +531,7 @@ def main(argv=None):
                        generator=INIT_KWARGS, classifier=CLASSIFIER, ode=dict(LACE, t_start=1.0),
                        c="zeros [B, 10] (as LACE's CIFAR-10 sampling)", mapping="8 layers, lr multiplier 0.01",
                        latents="N(0, I), seed 1234; targets y = i mod 10", reference_latents=n_ref,
-                       best_default=state["best"]),
+                       best_default=state["best"], search_pick=state["search_pick"]),
                    flops=flops, matmul_peak=peak, matmul_peak_bf16=state["bf16"], **summary, results=results,
                    wall_s=time.time() - t_start)
         if args.out:
@@ -506,8 +544,11 @@ def main(argv=None):
     if "search" not in args.skip:
         results["search"] = nfe_search(setup, n_ref, zref, reps, quick)
         lace = results["search"][0]          # the compat controller = torchdiffeq's dopri5 1e-3 (LACE's setting)
+        state["search_pick"] = pick_best(results["search"][1:], lace["jax_err_max"], lace["jax_acc"])
+        # --quick searches on 8 latents, too few to choose a default (its pick, Bosh3 1e-2, was 37 % worse in max
+        # error on 64 and 34 % worse than LACE at batch 512): it is reported, and `best` keeps the full sweep's pick
         state["best"] = (json.loads(args.best) if args.best else
-                         pick_best(results["search"][1:], lace["jax_err_max"], lace["jax_acc"]))
+                         dict(BEST_DEFAULT) if quick else state["search_pick"])
     else:
         state["best"] = json.loads(args.best) if args.best else dict(BEST_DEFAULT)
     log("best default:", state["best"])
@@ -524,8 +565,12 @@ def main(argv=None):
             results["best"].append(compare(setup, b, best, lace_torch, reps, zref, "best", memory=b <= 512))
             emit()
     if "drift" not in args.skip:
+        again = matmul_peak(1024 if quick else 2048)      # next to the drift it is compared with; keep the better
+        log("matmul peak again", again)
+        if again["best_gflops"] > peak["best_gflops"]:
+            peak.update(again)
         for b in ([64, 512] if quick else [1, 64, 512, 4096]):
-            results["drift"].append(drift_throughput(setup, b, reps))
+            results["drift"].append(drift_throughput(setup, b, max(reps, 15)))   # ms-scale calls: more samples
         emit()
     if "packing" not in args.skip:
         for b in ([1, 8, 64] if quick else [1, 8, 64, 512]):
@@ -568,13 +613,15 @@ def summarise(results, flops, peak, bf16) -> dict:
         for r in results[sec]:
             extra = "" if sec != "render" else "_" + r["config"].split("_")[-1]
             out[f"ratio_{sec}{extra}_b{r['batch']}"] = round(r["ratio"], 3)
+            if "ratio_switch" in r:
+                out[f"ratio_switch_{sec}{extra}_b{r['batch']}"] = round(r["ratio_switch"], 3)
     for r in results["drift"]:
-        out[f"drift_peak_fraction_b{r['batch']}"] = round(r["grad_of_sum_gflops"] / peak["gflops"], 3)
+        out[f"drift_peak_fraction_b{r['batch']}"] = round(r["grad_of_sum_gflops"] / peak["best_gflops"], 3)
         out[f"ratio_drift_vmap_over_sum_b{r['batch']}"] = round(r["vmap_grad_s"] / r["grad_of_sum_s"], 3)
     for sec in ("compat", "best"):
         for r in results[sec]:
             achieved = flops["executed_per_eval"] * r["batch"] * r["jax_nfe"] / r["jax_s"] / 1e9
-            out[f"solve_peak_fraction_{sec}_b{r['batch']}"] = round(achieved / peak["gflops"], 4)
+            out[f"solve_peak_fraction_{sec}_b{r['batch']}"] = round(achieved / peak["best_gflops"], 4)
     if results["compat"] and results["best"]:
         for rc, rb in zip(results["compat"], results["best"]):
             out[f"nfe_saved_best_vs_lace_b{rc['batch']}"] = round(rc["torch_nfe"] / max(rb["jax_nfe"], 1), 3)
@@ -582,7 +629,7 @@ def summarise(results, flops, peak, bf16) -> dict:
         out[f"ratio_packing_drift_b{r['batch']}"] = round(r["ratio_drift"], 3)
         out[f"ratio_packing_compat_b{r['batch']}"] = round(r["ratio_compat"], 3)
     if bf16:
-        out["ratio_matmul_bf16_over_f32"] = round(bf16["gflops"] / peak["gflops"], 3)
+        out["ratio_matmul_bf16_over_f32"] = round(bf16["best_gflops"] / peak["best_gflops"], 3)
     return out
 
 
@@ -614,10 +661,11 @@ def markdown(doc) -> str:
     f = lambda x, n=3: "–" if x is None else (f"{x:.{n}g}" if isinstance(x, float) else str(x))
     L.append(f"Run: {doc['date']}, {doc['device']['backend']} ({doc['device']['cpu']}, {doc['device']['cores']} "
              f"cores), " + ", ".join(f"{k} {v}" for k, v in doc["versions"].items()) + ".\n")
-    L.append(f"Matmul peak (jitted {doc['matmul_peak']['n']}³ f32): {doc['matmul_peak']['gflops']:.1f} GFLOP/s. "
+    L.append(f"Matmul peak (jitted {doc['matmul_peak']['n']}³ f32, best of 20): "
+             f"{doc['matmul_peak']['best_gflops']:.1f} GFLOP/s. "
              f"Drift FLOPs per sample and evaluation: {doc['flops']['per_eval'] / 1e6:.2f} MFLOP "
              f"(forward {doc['flops']['forward'] / 1e6:.2f} + input gradient {doc['flops']['input_grad'] / 1e6:.2f}).\n")
-    head = ("| config | batch | torch s | JAX s | torch/JAX | NFE torch | NFE JAX | err torch | err JAX | acc torch | "
+    head = ("| config | batch | torch s | JAX s | torch/JAX | torch/JAX first call after a switch | NFE torch | NFE JAX | err torch | err JAX | acc torch | "
             "acc JAX | JAX samples/s | JAX compile s | JAX peak MB | torch RSS+ MB |")
     for sec in ("compat", "best", "euler", "render"):
         rows = doc["results"][sec]
@@ -629,7 +677,7 @@ def markdown(doc) -> str:
         for r in rows:
             mb = lambda v: "–" if v is None else f"{v / 2 ** 20:.1f}"
             L.append(f"| {r['config']} | {r['batch']} | {f(r['torch_s'])} | {f(r['jax_s'])} | {r['ratio']:.2f} | "
-                     f"{r['torch_nfe']} | {r['jax_nfe']} | {f(r['torch_err_max'])} | {f(r['jax_err_max'])} | "
+                     f"{f(r.get('ratio_switch'))} | {r['torch_nfe']} | {r['jax_nfe']} | {f(r['torch_err_max'])} | {f(r['jax_err_max'])} | "
                      f"{r['torch_acc']:.3f} | {r['jax_acc']:.3f} | {r['jax_samples_per_s']:.1f} | "
                      f"{f(r['jax_compile_s'])} | {mb(r.get('jax_peak_bytes'))} | "
                      f"{mb(r.get('torch_rss_growth_bytes'))} |")

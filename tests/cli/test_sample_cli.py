@@ -91,6 +91,8 @@ def test_sequential_editing_and_resume(tmp_path):
 @pytest.mark.parametrize("sampler,extra", [
     ("ode", ["--solver", "euler", "--num_steps", "5"]),
     ("ode", ["--solver", "tsit5", "--batch_mode", "joint", "--rtol", "1e-2", "--atol", "1e-2"]),
+    ("ode_tc", []),
+    ("ode_tc", ["--solver", "heun", "--num_steps", "6"]),
     ("sgld", ["--num_steps", "5"]),
     ("mala", ["--num_steps", "5"]),
     pytest.param("ula", ["--num_steps", "5"], marks=pytest.mark.slow),
@@ -105,6 +107,9 @@ def test_every_sampler_runs_from_the_cli(tmp_path, sampler, extra):
     assert proc.returncode == 0, proc.stderr
     record = json.loads((out / "record.json").read_text())
     assert record["sampler"] == sampler and record["conditions"][0]["num_failed"] == 0
+    if sampler == "ode_tc" and not extra:     # ode_tc's own defaults, not the world's dopri5 1e-3
+        assert (record["options"]["solver"], record["options"]["rtol"], record["options"]["atol"]) == \
+            ("bosh3", 3e-3, 3e-3)
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -120,6 +125,8 @@ def test_every_sampler_runs_from_the_cli(tmp_path, sampler, extra):
     (["--config", "no_such_world"], "unknown config"),
     (["--set", "dis_temp=0.0", "--num_samples", "2"], "every sample failed"),
     (["--sampler", "sde", "--num_steps", "5"], "num_steps >= 20"),
+    (["--sampler", "ode", "--solver", "bosh3"], "--sampler ode_tc"),
+    (["--sampler", "ode_tc", "--solver", "heun"], "needs --num_steps"),
 ])
 def test_bad_input_exits_2(tmp_path, args, needle):
     out = tmp_path / "out"
