@@ -111,17 +111,21 @@ def sampler_fn(sampler: str, options: Any, latent_dim: int, *,
 
 
 def joint_ode_fn(options: Any, latent_dim: int, *,
-                 init_for_indices: Optional[Callable[[Any, jax.Array], jax.Array]] = None) -> Callable:
+                 init_for_indices: Optional[Callable[[Any, jax.Array], jax.Array]] = None,
+                 sampler: str = "ode") -> Callable:
     """A *batched* chunk body for the ODE's joint batch mode (one step-size sequence for the whole chunk, as
     torchdiffeq solves LACE's batches): `f(params, keys[B], indices[B]) -> (z[B, D], success[B], stats)`, with the
     same per-sample `z0` as `sampler_fn`. Samples then depend on the chunk they share (chunk size and device count
     change the step sizes, within the solver tolerance); `generate` accepts it in place of a per-sample function.
     `params` is one conditional energy for every sample, or an `energy.BatchedEnergy` over all `num_samples`
     samples (per-sample targets or anchors), of which the chunk's rows are taken. `init_for_indices(params,
-    indices) -> z0[B, D]` replaces the N(0, I) starts (sequential editing)."""
+    indices) -> z0[B, D]` replaces the N(0, I) starts (sequential editing). `sampler`: 'ode' or 'ode_tc' (the
+    time-changed flow, `sampling.run`)."""
     from lace_jax import energy as en
     from lace_jax import sampling
 
+    if sampler not in ("ode", "ode_tc"):
+        raise ValueError(f"joint_ode_fn: sampler must be 'ode' or 'ode_tc', got {sampler!r}")
     if getattr(options, "batch_mode", "joint") != "joint":
         options = dataclasses.replace(options, batch_mode="joint")
 
@@ -132,7 +136,7 @@ def joint_ode_fn(options: Any, latent_dim: int, *,
         else:
             z0 = jnp.asarray(init_for_indices(params, indices), jnp.float32)
         energy = params.take(indices) if isinstance(params, en.BatchedEnergy) else params
-        out = sampling.run("ode", energy, z0, keys[0], options)
+        out = sampling.run(sampler, energy, z0, keys[0], options)
         stats = {n: jnp.broadcast_to(jnp.asarray(v), (z0.shape[0],)) for n, v in out.stats.items()
                  if jnp.size(v) in (1, z0.shape[0])}
         return out.z, out.success, stats

@@ -56,10 +56,11 @@ def _per_sample_fn(sampler: str, options: sampling.SamplerOptions, latent_dim: i
 
 
 def _make_per_sample(sampler: str, options: sampling.SamplerOptions, latent_dim: int, *, edit: bool = False):
-    if sampler == "ode" and options.batch_mode == "joint":
+    if sampler in ("ode", "ode_tc") and options.batch_mode == "joint":
         if edit:
-            return batching.joint_ode_fn(options, latent_dim, init_for_indices=lambda p, idx: p.anchors[idx])
-        return batching.joint_ode_fn(options, latent_dim)
+            return batching.joint_ode_fn(options, latent_dim, init_for_indices=lambda p, idx: p.anchors[idx],
+                                         sampler=sampler)
+        return batching.joint_ode_fn(options, latent_dim, sampler=sampler)
     if edit:
         return batching.sampler_fn(sampler, options, latent_dim,
                                    energy_for_index=lambda p, i: p.take(i),

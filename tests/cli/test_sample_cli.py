@@ -92,7 +92,7 @@ def test_sequential_editing_and_resume(tmp_path):
     ("ode", ["--solver", "euler", "--num_steps", "5"]),
     ("ode", ["--solver", "tsit5", "--batch_mode", "joint", "--rtol", "1e-2", "--atol", "1e-2"]),
     ("ode_tc", []),
-    ("ode_tc", ["--solver", "heun", "--num_steps", "6"]),
+    ("ode_tc", ["--solver", "heun", "--num_steps", "6", "--batch_mode", "joint"]),
     ("sgld", ["--num_steps", "5"]),
     ("mala", ["--num_steps", "5"]),
     pytest.param("ula", ["--num_steps", "5"], marks=pytest.mark.slow),
