@@ -18,7 +18,7 @@ SAMPLERS = ("ode", "ode_tc", "sgld", "ula", "mala", "hmc", "uhmc", "sde")
 ODE_SOLVERS = ("dopri5", "tsit5", "heun", "euler")
 TC_SOLVERS = ("bosh3", "dopri5", "tsit5", "heun", "euler")
 # `ode_tc`'s settings where the caller sets none: the same PF-ODE as `ode`, solved as the autonomous gradient flow
-# dz/ds = −∇E_cond(z) (samplers/timechange.py) with adaptive Bosh3 at 3e-3. On the shipped shapes model it kept
+# dz/ds = −∇E_cond(z) (samplers/timechange.py) with adaptive Bosh3 at 3e-3. On the (first) shapes model it kept
 # LACE's judge accuracy (0.949 vs 0.947 mean over 22 conditions, 64 samples each) with 132 instead of 353 mean NFE;
 # on the benchmark's CIFAR-10 setup 16 instead of 26-32 (docs/performance.md).
 TC_DEFAULTS = {"solver": "bosh3", "rtol": 3e-3, "atol": 3e-3}
