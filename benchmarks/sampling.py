@@ -350,9 +350,8 @@ def compare(setup: Setup, b: int, jax_cfg: dict, torch_cfg: dict, reps: int, zre
 
     jout, jfirst = first_call(run_jax)
     tout, tfirst = first_call(run_torch)
-    _, tsecond = first_call(run_torch)
     # calls under a second: steady state of back-to-back calls (see `interleaved`); longer ones amortise the switch
-    steady = tsecond < 1.0
+    steady = tfirst < 1.0
     tm = interleaved(dict(torch=run_torch, jax=run_jax), reps, settle=int(steady), per_block=2 if steady else 1)
     zj, nfe_j = np.asarray(jout[0]), np.asarray(jout[1])
     zt, nfe_t = tout[0], tout[1]
@@ -665,8 +664,9 @@ def markdown(doc) -> str:
              f"{doc['matmul_peak']['best_gflops']:.1f} GFLOP/s. "
              f"Drift FLOPs per sample and evaluation: {doc['flops']['per_eval'] / 1e6:.2f} MFLOP "
              f"(forward {doc['flops']['forward'] / 1e6:.2f} + input gradient {doc['flops']['input_grad'] / 1e6:.2f}).\n")
-    head = ("| config | batch | torch s | JAX s | torch/JAX | torch/JAX first call after a switch | NFE torch | NFE JAX | err torch | err JAX | acc torch | "
-            "acc JAX | JAX samples/s | JAX compile s | JAX peak MB | torch RSS+ MB |")
+    head = ("| config | batch | torch s | JAX s | torch/JAX | torch/JAX first call after a switch | NFE torch | "
+            "NFE JAX | err torch | err JAX | acc torch | acc JAX | JAX samples/s | JAX compile s | JAX peak MB | "
+            "torch RSS+ MB |")
     for sec in ("compat", "best", "euler", "render"):
         rows = doc["results"][sec]
         if not rows:
@@ -677,7 +677,8 @@ def markdown(doc) -> str:
         for r in rows:
             mb = lambda v: "–" if v is None else f"{v / 2 ** 20:.1f}"
             L.append(f"| {r['config']} | {r['batch']} | {f(r['torch_s'])} | {f(r['jax_s'])} | {r['ratio']:.2f} | "
-                     f"{f(r.get('ratio_switch'))} | {r['torch_nfe']} | {r['jax_nfe']} | {f(r['torch_err_max'])} | {f(r['jax_err_max'])} | "
+                     f"{f(r.get('ratio_switch'))} | {r['torch_nfe']} | {r['jax_nfe']} | {f(r['torch_err_max'])} | "
+                     f"{f(r['jax_err_max'])} | "
                      f"{r['torch_acc']:.3f} | {r['jax_acc']:.3f} | {r['jax_samples_per_s']:.1f} | "
                      f"{f(r['jax_compile_s'])} | {mb(r.get('jax_peak_bytes'))} | "
                      f"{mb(r.get('torch_rss_growth_bytes'))} |")
