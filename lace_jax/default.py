@@ -20,17 +20,20 @@ from lace_jax import checkpoint
 from lace_jax import energy
 from lace_jax.models import stylegan2 as sg
 from lace_jax.models.attribute_cnn import AttributeCNN
-from lace_jax.models.classifiers import LatentClassifier, MappingW
+from lace_jax.models.classifiers import LatentClassifier, MappingW, ProductOfExperts
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "default"
+SPACES = ("w", "z", "wz")
+DEFAULT_SPACE = "wz"
 
 
 @dataclass(frozen=True)
 class DefaultModel:
     """The loaded default model. `classifiers[name]` maps z[z_dim] → logits [K] (discrete) or [1] (continuous)
     through `mapping` (LACE's classifier on w = mapping(z)); `classifiers_z` are the same attributes classified
-    directly on z. `attributes` is what `lace_jax.energy.parse` takes. `specs` lists name, kind, classes, range
-    and meaning per attribute. `judge(images[B,3,32,32])` gives the image classifier's outputs."""
+    directly on z. `attributes` is what `lace_jax.energy.parse` takes (by default discrete attributes use the
+    product of the w and z classifiers, continuous ones w; see `build_attributes`). `specs` lists name, kind,
+    classes, range and meaning per attribute. `judge(images[B,3,32,32])` gives the image classifier's outputs."""
     generator_config: sg.StyleGAN2Config
     generator: dict
     mapping: MappingW
@@ -67,8 +70,34 @@ def _judge_from_config(cfg: dict) -> AttributeCNN:
                         features=int(cfg["features"]))
 
 
-def load_default(path: str | Path | None = None) -> DefaultModel:
-    """Load the shipped default model (or a directory laid out like `lace_jax/assets/default/`)."""
+def build_attributes(specs: list, w: dict, z: dict, space: str = DEFAULT_SPACE, *, temperature: float = 1.0,
+                     sigma: float = 0.1) -> dict:
+    """`energy.Attribute`s per spec from the w classifiers `w` and z classifiers `z` (name → pytree-callable on
+    z). `space`: 'w' (LACE: every attribute classified on w = mapping(z)), 'z', or 'wz' (the default: discrete
+    attributes by the `ProductOfExperts` of their w and z classifiers, continuous ones on w — averaging in the
+    z regressors, 2–3× less accurate, lowered `size=0.8` from 97 % to 90 % by the judge)."""
+    if space not in SPACES:
+        raise ValueError(f"default model: classifier_space must be one of {SPACES}, got {space!r}")
+    out: dict = {}
+    for spec in specs:
+        name, kind = spec["name"], spec["kind"]
+        fn = (z if space == "z" else w).get(name)
+        if space == "wz" and kind == "discrete" and name in w and name in z:
+            fn = ProductOfExperts((w[name], z[name]))
+        if fn is None:
+            continue
+        if kind == "discrete":
+            out[name] = energy.Attribute("discrete", fn, classes=tuple(spec["classes"]), temperature=temperature)
+        else:
+            out[name] = energy.Attribute("continuous", fn, value_range=tuple(spec["range"]), sigma=sigma)
+    return out
+
+
+def load_default(path: str | Path | None = None, classifier_space: str = DEFAULT_SPACE) -> DefaultModel:
+    """Load the shipped default model (or a directory laid out like `lace_jax/assets/default/`); `attributes`
+    classify on `classifier_space` (see `build_attributes`)."""
+    if classifier_space not in SPACES:
+        raise ValueError(f"load_default: classifier_space must be one of {SPACES}, got {classifier_space!r}")
     root = Path(path) if path is not None else ASSETS
     card_path = root / "model_card.json"
     if not card_path.is_file():
@@ -80,7 +109,7 @@ def load_default(path: str | Path | None = None) -> DefaultModel:
     _, jcfg, jvars = checkpoint.load(root / "judge", kind="attribute_cnn")
     judge_model = _judge_from_config(jcfg)
     specs = card["attributes"]
-    classifiers, classifiers_z, attributes = {}, {}, {}
+    classifiers, classifiers_z = {}, {}
     for spec in specs:
         name = spec["name"]
         for space, table in (("w", classifiers), ("z", classifiers_z)):
@@ -90,13 +119,7 @@ def load_default(path: str | Path | None = None) -> DefaultModel:
             ccfg, cvars = checkpoint.load_classifier(d)
             cvars = jax.tree_util.tree_map(jnp.asarray, cvars)
             table[name] = LatentClassifier.create(ccfg, cvars, g=mapping if space == "w" else None, head=0)
-        if name not in classifiers:
-            continue
-        if spec["kind"] == "discrete":
-            attributes[name] = energy.Attribute("discrete", classifiers[name], classes=tuple(spec["classes"]))
-        else:
-            attributes[name] = energy.Attribute("continuous", classifiers[name],
-                                                value_range=tuple(spec["range"]))
+    attributes = build_attributes(specs, classifiers, classifiers_z, classifier_space)
     return DefaultModel(generator_config=g_cfg, generator=g_vars, mapping=mapping, classifiers=classifiers,
                         classifiers_z=classifiers_z, attributes=attributes, specs=specs, judge_model=judge_model,
                         judge_params=jax.tree_util.tree_map(jnp.asarray, jvars["params"]), card=card)

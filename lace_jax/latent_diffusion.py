@@ -92,6 +92,11 @@ class WRender:
 
 
 def _strip_mapping(fn: Any) -> Any:
+    from lace_jax.models.classifiers import ProductOfExperts
+
+    if isinstance(fn, ProductOfExperts):
+        raise ValueError("w_world: the world's discrete attributes use the product of w and z classifiers "
+                         "(classifier_space 'wz'); a z classifier cannot read w — set classifier_space='w'")
     if not hasattr(fn, "g") or not hasattr(fn, "replace"):
         raise TypeError(f"w_world: classifier {type(fn).__name__} does not expose its z → w map (`g`)")
     return fn.replace(g=None)

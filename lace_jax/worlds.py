@@ -128,8 +128,9 @@ def _shapes_real_images(resolution: int):
 
 def shapes_world(config: Mapping[str, Any] | None = None) -> World:
     """The shipped default model (`model_dir`: a directory laid out like `lace_jax/assets/default/`; None: the
-    shipped one) with classifiers on `classifier_space` ('w' as LACE, or 'z') and truncation ψ."""
-    from lace_jax.default import load_default
+    shipped one) with classifiers on `classifier_space` ('wz' by default: discrete attributes by the product of
+    the w and z classifiers, continuous on w; 'w' as LACE; 'z') and truncation ψ."""
+    from lace_jax.default import DEFAULT_SPACE, SPACES, build_attributes, load_default
     from lace_jax.models.classifiers import MappingW
 
     config = dict(config or {"world": "shapes"})
@@ -139,28 +140,19 @@ def shapes_world(config: Mapping[str, Any] | None = None) -> World:
             f"shapes: no default-model directory at {model_dir} (expected {Path(model_dir) / 'model_card.json'}, "
             "laid out like lace_jax/assets/default/; python -m lace_jax.training.export writes one)")
     model = load_default(None if model_dir is None else Path(model_dir).expanduser())
-    space = str(config.get("classifier_space", "w"))
-    if space not in ("w", "z"):
-        raise ValueError(f"shapes: classifier_space must be 'w' or 'z', got {space!r}")
+    space = str(config.get("classifier_space", DEFAULT_SPACE))
+    if space not in SPACES:
+        raise ValueError(f"shapes: classifier_space must be one of {SPACES}, got {space!r}")
     psi = float(config.get("truncation_psi", 1.0))
     g_cfg = model.generator_config
     mapping = MappingW.create(g_cfg, model.generator, truncation_psi=psi)
-    table = model.classifiers_z if space == "z" else {n: c.replace(g=mapping) for n, c in model.classifiers.items()}
-    attributes: dict[str, en.Attribute] = {}
-    for spec in model.specs:
-        name = spec["name"]
-        if name not in table:
-            continue
-        if spec["kind"] == "discrete":
-            attributes[name] = en.Attribute("discrete", table[name], classes=tuple(spec["classes"]),
-                                            temperature=float(config.get("dis_temp", 1.0)))
-        else:
-            attributes[name] = en.Attribute("continuous", table[name], value_range=tuple(spec["range"]),
-                                            sigma=float(config.get("sigma", 0.1)))
+    w_table = {n: c.replace(g=mapping) for n, c in model.classifiers.items()}
+    attributes = build_attributes(model.specs, w_table, model.classifiers_z, space,
+                                  temperature=float(config.get("dis_temp", 1.0)), sigma=float(config.get("sigma", 0.1)))
     render = GeneratorRender(variables=model.generator, c=None, truncation_psi=jnp.float32(psi), config=g_cfg,
                              noise_mode=str(config.get("noise_mode", "const")))
     return World(name="shapes", attributes=attributes, latent_dim=g_cfg.z_dim, render=render,
-                 mapping=mapping if space == "w" else None, truncation_psi=psi,
+                 mapping=None if space == "z" else mapping, truncation_psi=psi,
                  t_end=float(config.get("t_end", 0.0)),
                  judge=ShapesJudge(params=model.judge_params, model=model.judge_model),
                  real_images=_shapes_real_images(g_cfg.img_resolution),
@@ -257,7 +249,7 @@ def lace_world(config: Mapping[str, Any]) -> World:
             raise ValueError(f"{name}: attribute {a!r} has unknown kind {kind!r}")
 
     return World(name=name, attributes=attributes, latent_dim=g_cfg.z_dim, render=render,
-                 mapping=mapping if space == "w" else None, truncation_psi=psi,
+                 mapping=None if space == "z" else mapping, truncation_psi=psi,
                  t_end=float(config.get("t_end", 0.0)), judge=None, sampler=dict(config.get("sampler", {})),
                  sgld=dict(config.get("sgld", {})), expr=str(config.get("expr", "")), config=dict(config))
 

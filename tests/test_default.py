@@ -76,3 +76,35 @@ def test_attributes_build_energies(model):
     names = {s["name"]: s for s in model.specs}
     assert names["shape"]["classes"] == list(shapes.SHAPES)
     assert names["x"]["kind"] == "continuous" and names["x"]["range"] == [0.0, 1.0]
+
+
+def test_default_attributes_classify_discrete_by_the_w_times_z_product(model):
+    z = jax.random.normal(jax.random.PRNGKey(1), (8, model.z_dim))
+    for name in ("shape", "background"):
+        p = np.asarray(jax.nn.softmax(jax.vmap(model.attributes[name].fn)(z), -1), np.float64)
+        pw = np.asarray(jax.nn.softmax(jax.vmap(model.classifiers[name])(z), -1), np.float64)
+        pz = np.asarray(jax.nn.softmax(jax.vmap(model.classifiers_z[name])(z), -1), np.float64)
+        np.testing.assert_allclose(p, pw * pz / (pw * pz).sum(-1, keepdims=True), atol=1e-5)
+    # continuous attributes stay on w (LACE's regressors)
+    np.testing.assert_array_equal(np.asarray(jax.vmap(model.attributes["x"].fn)(z)),
+                                  np.asarray(jax.vmap(model.classifiers["x"])(z)))
+    lace = load_default(classifier_space="w")
+    assert lace.attributes["background"].fn is lace.classifiers["background"]
+    with pytest.raises(ValueError, match="classifier_space"):
+        load_default(classifier_space="wzz")
+
+
+def test_grey_background_control_needs_the_product(model):
+    """The regression behind the 'wz' default: LACE-ODE on `background=grey` from black-background starts ends,
+    with the w classifier alone, on black images it calls grey; with the w·z product it reaches grey."""
+    from lace_jax.training.control import judge_labels, make_solve
+    z0 = jax.random.normal(jax.random.PRNGKey(5), (96, model.z_dim))
+    black = judge_labels(model, z0)["background"] == 0
+    assert black.sum() >= 20
+    solve = make_solve(None)
+    rates = {}
+    for space in ("w", "wz"):
+        m = model if space == "wz" else load_default(classifier_space="w")
+        r = solve(energy.discrete(m.attributes["background"].fn, 1), z0[black])
+        rates[space] = float(np.mean(judge_labels(m, r.z_unchecked)["background"] == 1))
+    assert rates["wz"] >= 0.9 and rates["wz"] >= rates["w"] + 0.2, rates

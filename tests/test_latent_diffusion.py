@@ -69,6 +69,8 @@ def test_w_world_refuses_z_classifiers_and_truncation():
         ld.w_world(shapes_world({"world": "shapes", "classifier_space": "z"}))
     with pytest.raises(ValueError, match="truncation"):
         ld.w_world(shapes_world({"world": "shapes", "classifier_space": "w", "truncation_psi": 0.7}))
+    with pytest.raises(ValueError, match="product of w and z"):
+        ld.w_world(shapes_world({"world": "shapes", "classifier_space": "wz"}))
 
 
 def test_classifier_term_value_and_composed_gradient(wworld):

@@ -114,6 +114,9 @@ def test_shapes_world_from_the_shipped_model():
     """The default world: attributes with class names/ranges, render → judge round trip, z and w spaces differ."""
     w = worlds.world_from_config("shapes")
     assert w.name == "shapes" and w.latent_dim == 64 and w.mapping is not None
+    assert w.config["classifier_space"] == "wz"
+    assert type(w.attributes["shape"].fn).__name__ == "ProductOfExperts"
+    assert type(w.attributes["size"].fn).__name__ == "LatentClassifier"
     assert w.attributes["shape"].classes == ("square", "circle", "triangle", "star")
     assert w.attributes["size"].value_range == (0.0, 1.0)
     z = jax.random.normal(jax.random.PRNGKey(0), (3, w.latent_dim))
@@ -129,6 +132,11 @@ def test_shapes_world_from_the_shipped_model():
     e_w, e_z = (en.parse("shape=circle & size=0.5", x.attributes)(z[0]) for x in (w, wz))
     assert np.isfinite(float(e_w)) and np.isfinite(float(e_z)) and float(e_w) != float(e_z)
     assert set(judged) >= {"shape", "background", "size", "x", "y", "hue"}
+
+
+def test_shapes_world_rejects_unknown_classifier_space():
+    with pytest.raises(ValueError, match="classifier_space"):
+        worlds.world_from_config({"world": "shapes", "classifier_space": "x"})
 
 
 def test_shapes_world_missing_model_dir(tmp_path):

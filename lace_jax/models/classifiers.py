@@ -241,6 +241,28 @@ class LatentClassifier:
 
 
 @flax.struct.dataclass
+class ProductOfExperts:
+    """A discrete classifier whose class distribution is the normalised product of its members' (Hinton, 2002):
+    `logits(z) = Σ_m log_softmax(member_m(z))`, so `softmax(logits) ∝ Π_m p_m(y | z)`. Every member maps the same
+    single latent z to logits [K] (e.g. a `LatentClassifier` on w = mapping(z) and one on z). Why: LACE's ODE
+    climbs a classifier's confidence and ends where that classifier is sure, which can be a pocket where only it
+    is wrong (on the default model, `background=grey` led a third of black-background starts to a black image
+    the w classifier called grey at p ≈ 0.9); independently trained members rarely share such pockets, and the
+    product is only confident where all of them are. Pytree-callable: the members' weights are leaves."""
+
+    members: tuple
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        if not isinstance(self.members, (tuple, list)) or not self.members:
+            raise ValueError(f"ProductOfExperts: members must be a non-empty tuple, got {type(self.members)}")
+        outs = [m(z) for m in self.members]
+        shapes = {tuple(o.shape) for o in outs}
+        if len(shapes) != 1:
+            raise ValueError(f"ProductOfExperts: members return logits of different shapes {sorted(shapes)}")
+        return sum(jax.nn.log_softmax(o, axis=-1) for o in outs)
+
+
+@flax.struct.dataclass
 class MappingW:
     """LACE's `z → w` on a single latent `z[z_dim]`: the StyleGAN2 mapping (no broadcast), truncated towards
     `w_avg` with ψ (ada: lerp; rosinality: `tl + ψ(w − tl)`), with class conditioning `c[c_dim]` for conditional
@@ -290,4 +312,4 @@ def dense_embedder_apply(config: Mapping[str, Any], variables: Any, x: jax.Array
 
 
 __all__ = ["DenseEmbedder", "dense_embedder_dims", "dense_embedder_params_from_state_dict", "dense_embedder_apply",
-           "LatentClassifier", "MappingW", "LAYOUTS"]
+           "LatentClassifier", "MappingW", "ProductOfExperts", "LAYOUTS"]

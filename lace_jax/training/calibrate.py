@@ -107,6 +107,17 @@ def scaled_variables(variables: Any, temperature: float) -> Any:
     return {**variables, "params": params}
 
 
+def product_row(logits_w: np.ndarray, logits_z: np.ndarray, labels: np.ndarray) -> dict:
+    """Accuracy, NLL and ECE of the product of the calibrated w and z classifiers (`ProductOfExperts`, the
+    default model's discrete attributes): logits log_softmax(w) + log_softmax(z), no temperature of its own."""
+    def log_softmax(x):
+        x = np.asarray(x, np.float64)
+        x = x - x.max(1, keepdims=True)
+        return x - np.log(np.exp(x).sum(1, keepdims=True))
+    lg = log_softmax(logits_w) + log_softmax(logits_z)
+    return dict(accuracy=float(np.mean(lg.argmax(1) == labels)), nll=nll(lg, labels), ece=ece(lg, labels))
+
+
 def calibrate(root: str | Path | None = None, num: int = 20000, seed: int = SEED, write: bool = True) -> dict:
     """Fit one temperature per discrete attribute and latent space of the default model in `root` on `num`
     held-out judged samples; with `write`, fold them into the stored classifiers and record them in the card."""
@@ -119,12 +130,14 @@ def calibrate(root: str | Path | None = None, num: int = 20000, seed: int = SEED
         if spec["kind"] != "discrete":
             continue
         name = spec["name"]
+        calibrated = {}
         for space, table in (("w", model.classifiers), ("z", model.classifiers_z)):
             if name not in table:
                 continue
             lg = _logits(table[name], z)
             y = labels[name]
             t = fit_temperature(lg, y)
+            calibrated[space] = lg / t
             row = dict(temperature=t, accuracy=float(np.mean(lg.argmax(1) == y)),
                        max_abs_logit_before=float(np.abs(lg).max()), max_abs_logit_after=float(np.abs(lg).max() / t),
                        nll_before=nll(lg, y), nll_after=nll(lg, y, t), ece_before=ece(lg, y), ece_after=ece(lg, y, t))
@@ -139,6 +152,8 @@ def calibrate(root: str | Path | None = None, num: int = 20000, seed: int = SEED
                 extra["temperature"] = float(extra.get("temperature", 1.0)) * t
                 extra["calibration"] = {k: v for k, v in row.items()}
                 checkpoint.save_classifier(d, ccfg, scaled_variables(cvars, t), extra=extra, overwrite=True)
+        if len(calibrated) == 2:
+            report["attributes"][name]["wz"] = product_row(calibrated["w"], calibrated["z"], labels[name])
     report["wall_s"] = time.time() - t0
     if write:
         card_path = root / "model_card.json"

@@ -1,12 +1,15 @@
 """Control of the shipped default model: LACE-ODE conditional sampling scored by the judge.
 
 For each condition, z0 ~ N(0, I) is carried by LACE's PF-ODE (dopri5, rtol = atol = 1e-3, t: 1 → 0) under the
-conditional energy of the latent classifiers on w = mapping(z); the generated images of the end points are
-labelled by the judge. The same z0 rendered directly give the unconditional rate. `*_in_world` counts a hit
-only when the judge also reads the object as no smaller than the world's smallest (size ≥ −0.05): the generator
-draws tiny blobs that no real render has, and there the judge's shape label is not to be trusted.
+conditional energy of the latent classifiers (by default discrete attributes by the product of the w and z
+classifiers, continuous ones on w = mapping(z); `--classifier_space w`: LACE's w classifiers alone); the
+generated images of the end points are labelled by the judge. The same z0 rendered directly give the
+unconditional rate. `*_in_world` counts a hit only when the judge also reads the object as no smaller than the
+world's smallest (size ≥ −0.05): the generator draws tiny blobs that no real render has, and there the judge's
+shape label is not to be trusted.
 
     python -m lace_jax.training.control --num 64 --out control.json [--update_card]
+    python -m lace_jax.training.control --classifier_space w      # LACE's w classifiers alone
     python -m lace_jax.training.control --sampler '{"kind": "tc", "solver": "bosh3", "rtol": 3e-3, "atol": 3e-3}'
 
 `--sampler` replaces LACE's solve by another ODE setting (`kind` 'ode': `samplers.ode.sample_ode` options; 'tc':
@@ -27,7 +30,7 @@ from absl import app, flags, logging
 
 from lace_jax import energy
 from lace_jax.data import shapes
-from lace_jax.default import ASSETS, DefaultModel, load_default
+from lace_jax.default import ASSETS, DEFAULT_SPACE, SPACES, DefaultModel, load_default
 from lace_jax.samplers.ode import sample_ode
 from lace_jax.samplers.timechange import sample_ode_timechange
 
@@ -66,15 +69,18 @@ def _in_world(lab: dict) -> np.ndarray:
     return lab["size"] >= SIZE_FLOOR
 
 
-def measure(model: DefaultModel, num: int = 64, seed: int = 5, sampler: dict | None = None) -> dict:
+def measure(model: DefaultModel, num: int = 64, seed: int = 5, sampler: dict | None = None,
+            classifier_space: str | None = None) -> dict:
     """Judge accuracy of LACE-ODE samples per condition next to the unconditional rate of the same z0
-    (`sampler`: another ODE setting than LACE's dopri5 1e-3, see `make_solve`)."""
+    (`sampler`: another ODE setting than LACE's dopri5 1e-3, see `make_solve`; `classifier_space`: the label
+    recorded for how `model.attributes` classify, see `lace_jax.default.build_attributes`)."""
     t0 = time.time()
     z0 = jax.random.normal(jax.random.PRNGKey(seed), (num, model.z_dim))
     base = judge_labels(model, z0)
     base_in_world = _in_world(base)       # the same z0 for every condition
     solve = make_solve(sampler)
-    results: dict = {"num_per_condition": num, "conditions": {},
+    results: dict = {"num_per_condition": num, "seed": int(seed), "conditions": {},
+                     "classifier_space": classifier_space or DEFAULT_SPACE,
                      "solver": "dopri5 rtol=atol=1e-3, t 1→0" if sampler is None else json.dumps(sampler)}
 
     def run(name, e, check):
@@ -134,6 +140,10 @@ def _define_flags() -> None:
     flags.DEFINE_string("assets", None, "default-model directory (default: the shipped one)")
     flags.DEFINE_string("out", "control.json", "output JSON")
     flags.DEFINE_bool("update_card", False, "also store the result as metrics.control in the model's model_card.json")
+    flags.DEFINE_enum("classifier_space", DEFAULT_SPACE, list(SPACES),
+                      "how attributes are classified (lace_jax.default.build_attributes): wz = discrete attributes "
+                      "by the product of the w and z classifiers (the default), w = LACE's w classifiers alone")
+    flags.DEFINE_integer("seed", 5, "PRNG seed of the starting latents")
     flags.DEFINE_string("sampler", None, "JSON dict of ODE options instead of LACE's dopri5 1e-3, e.g. "
                         '\'{"kind": "tc", "solver": "heun", "num_steps": 6}\'')
 
@@ -141,11 +151,12 @@ def _define_flags() -> None:
 def main(argv) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)
-    model = load_default(FLAGS.assets)
+    model = load_default(FLAGS.assets, classifier_space=FLAGS.classifier_space)
     sampler = json.loads(FLAGS.sampler) if FLAGS.sampler else None
-    if FLAGS.update_card and sampler is not None:
-        raise SystemExit("control: --update_card records LACE's setting only; drop --sampler")
-    result = measure(model, FLAGS.num, sampler=sampler)
+    if FLAGS.update_card and (sampler is not None or FLAGS.classifier_space != DEFAULT_SPACE):
+        raise SystemExit("control: --update_card records the default setting only; drop --sampler / "
+                         "--classifier_space")
+    result = measure(model, FLAGS.num, seed=FLAGS.seed, sampler=sampler, classifier_space=FLAGS.classifier_space)
     Path(FLAGS.out).write_text(json.dumps(result, indent=2))
     if FLAGS.update_card:
         card_path = Path(FLAGS.assets or ASSETS) / "model_card.json"

@@ -121,3 +121,37 @@ def test_mapping_w_rejects_batches_and_bad_c(fixtures):
         g(jnp.zeros((2, 64)))
     with pytest.raises(ValueError, match="c must have shape"):
         C.MappingW.create(g.config, g.variables, c=np.zeros(3))
+
+
+def _linear(w):
+    @jax.tree_util.Partial
+    def f(w, z):
+        return z @ w
+    return jax.tree_util.Partial(f, w)
+
+
+def test_product_of_experts_is_the_normalised_product():
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(3), 3)
+    w1, w2 = jax.random.normal(k1, (5, 4)), jax.random.normal(k2, (5, 4))
+    z = jax.random.normal(k3, (7, 5))
+    poe = C.ProductOfExperts((_linear(w1), _linear(w2)))
+    p = np.asarray(jax.nn.softmax(jax.vmap(poe)(z), -1), np.float64)
+    p1 = np.asarray(jax.nn.softmax(z @ w1, -1), np.float64)
+    p2 = np.asarray(jax.nn.softmax(z @ w2, -1), np.float64)
+    ref = p1 * p2 / (p1 * p2).sum(-1, keepdims=True)
+    np.testing.assert_allclose(p, ref, rtol=1e-5, atol=1e-7)
+    # a pytree whose leaves are the members' weights: jit sees new weights without recompiling
+    assert len(jax.tree_util.tree_leaves(poe)) == 2
+    f = jax.jit(lambda c, x: jax.vmap(c)(x))
+    np.testing.assert_allclose(np.asarray(f(poe, z)), np.asarray(jax.vmap(poe)(z)), rtol=1e-6)
+    # one expert: its own log-probabilities
+    np.testing.assert_allclose(np.asarray(jax.vmap(C.ProductOfExperts((_linear(w1),)))(z)),
+                               np.asarray(jax.nn.log_softmax(z @ w1, -1)), rtol=1e-5, atol=1e-6)
+
+
+def test_product_of_experts_rejects_bad_members():
+    z = jnp.ones((5,))
+    with pytest.raises(ValueError, match="different shapes"):
+        C.ProductOfExperts((_linear(jnp.ones((5, 4))), _linear(jnp.ones((5, 3)))))(z)
+    with pytest.raises(ValueError, match="non-empty"):
+        C.ProductOfExperts(())(z)
