@@ -33,7 +33,8 @@ class DefaultModel:
     through `mapping` (LACE's classifier on w = mapping(z)); `classifiers_z` are the same attributes classified
     directly on z. `attributes` is what `lace_jax.energy.parse` takes (by default discrete attributes use the
     product of the w and z classifiers, continuous ones w; see `build_attributes`). `specs` lists name, kind,
-    classes, range and meaning per attribute. `judge(images[B,3,32,32])` gives the image classifier's outputs."""
+    classes, range and meaning per attribute. `judge(images[B,3,32,32])` gives the image classifier's outputs.
+    `classifier_space` says how `attributes` classify."""
     generator_config: sg.StyleGAN2Config
     generator: dict
     mapping: MappingW
@@ -44,6 +45,7 @@ class DefaultModel:
     judge_model: AttributeCNN
     judge_params: Any
     card: dict
+    classifier_space: str = DEFAULT_SPACE
 
     @property
     def z_dim(self) -> int:
@@ -122,4 +124,5 @@ def load_default(path: str | Path | None = None, classifier_space: str = DEFAULT
     attributes = build_attributes(specs, classifiers, classifiers_z, classifier_space)
     return DefaultModel(generator_config=g_cfg, generator=g_vars, mapping=mapping, classifiers=classifiers,
                         classifiers_z=classifiers_z, attributes=attributes, specs=specs, judge_model=judge_model,
-                        judge_params=jax.tree_util.tree_map(jnp.asarray, jvars["params"]), card=card)
+                        judge_params=jax.tree_util.tree_map(jnp.asarray, jvars["params"]), card=card,
+                        classifier_space=classifier_space)

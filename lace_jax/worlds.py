@@ -130,7 +130,7 @@ def shapes_world(config: Mapping[str, Any] | None = None) -> World:
     """The shipped default model (`model_dir`: a directory laid out like `lace_jax/assets/default/`; None: the
     shipped one) with classifiers on `classifier_space` ('wz' by default: discrete attributes by the product of
     the w and z classifiers, continuous on w; 'w' as LACE; 'z') and truncation ψ."""
-    from lace_jax.default import DEFAULT_SPACE, SPACES, build_attributes, load_default
+    from lace_jax.default import DEFAULT_SPACE, build_attributes, load_default
     from lace_jax.models.classifiers import MappingW
 
     config = dict(config or {"world": "shapes"})
@@ -140,9 +140,7 @@ def shapes_world(config: Mapping[str, Any] | None = None) -> World:
             f"shapes: no default-model directory at {model_dir} (expected {Path(model_dir) / 'model_card.json'}, "
             "laid out like lace_jax/assets/default/; python -m lace_jax.training.export writes one)")
     model = load_default(None if model_dir is None else Path(model_dir).expanduser())
-    space = str(config.get("classifier_space", DEFAULT_SPACE))
-    if space not in SPACES:
-        raise ValueError(f"shapes: classifier_space must be one of {SPACES}, got {space!r}")
+    space = str(config.get("classifier_space", DEFAULT_SPACE))     # build_attributes checks it
     psi = float(config.get("truncation_psi", 1.0))
     g_cfg = model.generator_config
     mapping = MappingW.create(g_cfg, model.generator, truncation_psi=psi)
@@ -249,7 +247,7 @@ def lace_world(config: Mapping[str, Any]) -> World:
             raise ValueError(f"{name}: attribute {a!r} has unknown kind {kind!r}")
 
     return World(name=name, attributes=attributes, latent_dim=g_cfg.z_dim, render=render,
-                 mapping=None if space == "z" else mapping, truncation_psi=psi,
+                 mapping=mapping if space == "w" else None, truncation_psi=psi,
                  t_end=float(config.get("t_end", 0.0)), judge=None, sampler=dict(config.get("sampler", {})),
                  sgld=dict(config.get("sgld", {})), expr=str(config.get("expr", "")), config=dict(config))
 

@@ -10,7 +10,7 @@ import pytest
 
 from lace_jax import energy
 from lace_jax.data import shapes
-from lace_jax.default import ASSETS, load_default
+from lace_jax.default import ASSETS, build_attributes, load_default
 from lace_jax.training import judge as judge_lib
 
 
@@ -88,8 +88,8 @@ def test_default_attributes_classify_discrete_by_the_w_times_z_product(model):
     # continuous attributes stay on w (LACE's regressors)
     np.testing.assert_array_equal(np.asarray(jax.vmap(model.attributes["x"].fn)(z)),
                                   np.asarray(jax.vmap(model.classifiers["x"])(z)))
-    lace = load_default(classifier_space="w")
-    assert lace.attributes["background"].fn is lace.classifiers["background"]
+    lace = build_attributes(model.specs, model.classifiers, model.classifiers_z, "w")
+    assert lace["background"].fn is model.classifiers["background"]
     with pytest.raises(ValueError, match="classifier_space"):
         load_default(classifier_space="wzz")
 
@@ -103,8 +103,7 @@ def test_grey_background_control_needs_the_product(model):
     assert black.sum() >= 20
     solve = make_solve(None)
     rates = {}
-    for space in ("w", "wz"):
-        m = model if space == "wz" else load_default(classifier_space="w")
-        r = solve(energy.discrete(m.attributes["background"].fn, 1), z0[black])
-        rates[space] = float(np.mean(judge_labels(m, r.z_unchecked)["background"] == 1))
+    for space, fn in (("w", model.classifiers["background"]), ("wz", model.attributes["background"].fn)):
+        r = solve(energy.discrete(fn, 1), z0[black])
+        rates[space] = float(np.mean(judge_labels(model, r.z_unchecked)["background"] == 1))
     assert rates["wz"] >= 0.9 and rates["wz"] >= rates["w"] + 0.2, rates

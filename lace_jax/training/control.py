@@ -69,18 +69,17 @@ def _in_world(lab: dict) -> np.ndarray:
     return lab["size"] >= SIZE_FLOOR
 
 
-def measure(model: DefaultModel, num: int = 64, seed: int = 5, sampler: dict | None = None,
-            classifier_space: str | None = None) -> dict:
+def measure(model: DefaultModel, num: int = 64, seed: int = 5, sampler: dict | None = None) -> dict:
     """Judge accuracy of LACE-ODE samples per condition next to the unconditional rate of the same z0
-    (`sampler`: another ODE setting than LACE's dopri5 1e-3, see `make_solve`; `classifier_space`: the label
-    recorded for how `model.attributes` classify, see `lace_jax.default.build_attributes`)."""
+    (`sampler`: another ODE setting than LACE's dopri5 1e-3, see `make_solve`), under `model.attributes`
+    (recorded: `model.classifier_space`)."""
     t0 = time.time()
     z0 = jax.random.normal(jax.random.PRNGKey(seed), (num, model.z_dim))
     base = judge_labels(model, z0)
     base_in_world = _in_world(base)       # the same z0 for every condition
     solve = make_solve(sampler)
     results: dict = {"num_per_condition": num, "seed": int(seed), "conditions": {},
-                     "classifier_space": classifier_space or DEFAULT_SPACE,
+                     "classifier_space": model.classifier_space,
                      "solver": "dopri5 rtol=atol=1e-3, t 1→0" if sampler is None else json.dumps(sampler)}
 
     def run(name, e, check):
@@ -156,7 +155,7 @@ def main(argv) -> None:
     if FLAGS.update_card and (sampler is not None or FLAGS.classifier_space != DEFAULT_SPACE):
         raise SystemExit("control: --update_card records the default setting only; drop --sampler / "
                          "--classifier_space")
-    result = measure(model, FLAGS.num, seed=FLAGS.seed, sampler=sampler, classifier_space=FLAGS.classifier_space)
+    result = measure(model, FLAGS.num, seed=FLAGS.seed, sampler=sampler)
     Path(FLAGS.out).write_text(json.dumps(result, indent=2))
     if FLAGS.update_card:
         card_path = Path(FLAGS.assets or ASSETS) / "model_card.json"
