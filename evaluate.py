@@ -18,7 +18,7 @@ renders), next to the unconditional rate of the samples' own starting latents; F
 penultimate features against `--num_real` real renders: `fd_matched` against the real renders that satisfy the
 condition (the judge labels them; the realism of conditional samples), `fd` against all of them. Writes
 `results.json` (flags, versions, device, rows, failures, wall time) and `results.md` into --out_dir, last and
-atomically; the same functions are importable from `lace_jax.evaluation`. Bad input exits with code 2 and a one-line reason.
+atomically; the same functions are importable from `lace_jax.runs.evaluation`. Bad input exits with code 2 and a one-line reason.
 """
 from __future__ import annotations
 
@@ -79,7 +79,8 @@ def main(argv: list[str]) -> None:
     t_start = time.time()
     import jax
 
-    from lace_jax import batching, evaluation, records, sweeps, workflow
+    from lace_jax import records
+    from lace_jax.runs import chunks, evaluation, sweeps, workflow
     from lace_jax.config import load_config
 
     cfg = cli_flags.world_config()
@@ -153,7 +154,7 @@ def main(argv: list[str]) -> None:
                     world, expr, num_samples=n, seed=seed, sampler=sampler, options=options, chunk_size=chunk,
                     out_dir=out_dir / "conditions" / f"{k:02d}", cache=cache,
                     progress=lambda p: _progress(f"condition {k + 1}/{len(conds)} {expr!r}: {p.line()}")))
-            except batching.BatchError as err:
+            except chunks.BatchError as err:
                 raise cli.UserError(f"{err} (use another --out_dir)") from None
             if not res.success.any():
                 raise cli.UserError(f"every sample of {expr!r} failed ({sampler}); see --max_steps, --rtol/--atol")

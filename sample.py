@@ -78,7 +78,7 @@ def _image_rows(world, zs, labels, ncols: int):
     """One labelled grid: row r shows up to `ncols` successful samples of zs[r]; returns (HWC uint8, images)."""
     import numpy as np
 
-    from lace_jax import images, workflow
+    from lace_jax.runs import images, workflow
 
     rows, all_u8 = [], []
     for z in zs:
@@ -101,7 +101,7 @@ def _image_rows(world, zs, labels, ncols: int):
 def _sample_conditions(world, conds, sampler, options, n, chunk, out_dir):
     import numpy as np
 
-    from lace_jax import batching, workflow
+    from lace_jax.runs import chunks, workflow
 
     cache: dict = {}
     results = []
@@ -112,7 +112,7 @@ def _sample_conditions(world, conds, sampler, options, n, chunk, out_dir):
                                             options=options, chunk_size=chunk,
                                             out_dir=out_dir / "conditions" / f"{k:02d}",
                                             progress=_batch_progress(f"condition {k + 1}"), cache=cache)
-        except batching.BatchError as err:
+        except chunks.BatchError as err:
             raise cli.UserError(f"{err} (use another --out_dir or --fresh)") from None
         n_fail = int((~res.success).sum())
         if n_fail:
@@ -126,7 +126,7 @@ def _sample_conditions(world, conds, sampler, options, n, chunk, out_dir):
 
 
 def _edit(world, edits, sampler, options, n, chunk, out_dir):
-    from lace_jax import batching, workflow
+    from lace_jax.runs import chunks, workflow
 
     _progress(f"sequential editing: {' -> '.join(edits)} ({n} samples, {sampler})")
     try:
@@ -134,7 +134,7 @@ def _edit(world, edits, sampler, options, n, chunk, out_dir):
             world, edits, num_samples=n, seed=FLAGS.seed, sampler=sampler, options=options, chunk_size=chunk,
             out_dir=out_dir / "edits", reg_z=FLAGS.reg_z, reg_logits=FLAGS.reg_logits, cache={},
             progress=lambda k, p: _progress(f"edit {k + 1}/{len(edits)} ({edits[k]}): {p.line()}"))
-    except batching.BatchError as err:
+    except chunks.BatchError as err:
         raise cli.UserError(f"{err} (use another --out_dir or --fresh)") from None
     last = steps[-1].result
     if not last.success.any():
@@ -148,7 +148,8 @@ def _stats_table(res) -> dict:
 
 
 def _run_sweep(world, out_dir: Path, t_start: float) -> None:
-    from lace_jax import records, sweeps
+    from lace_jax import records
+    from lace_jax.runs import sweeps
     from lace_jax.config import load_config
 
     try:
@@ -175,7 +176,9 @@ def main(argv: list[str]) -> None:
     import jax
     import numpy as np
 
-    from lace_jax import demo2d, images, records
+    from lace_jax import records
+    from lace_jax.worlds import toy2d
+    from lace_jax.runs import images
 
     # 1. Validate everything before any work or any file.
     cfg = cli_flags.world_config()
@@ -249,7 +252,7 @@ def main(argv: list[str]) -> None:
             arrays["images"] = np.stack(u8)                  # [C, N, H, W, 3] uint8; failed rows are zeros
             arrays["images"][~success] = 0
         if world.judge is not None:
-            from lace_jax import workflow
+            from lace_jax.runs import workflow
             summary = []
             for label, z, ok in zip(labels, zs, success):
                 lab, _ = workflow.judge(world, workflow.render(world, z))
@@ -259,15 +262,15 @@ def main(argv: list[str]) -> None:
         tiles = []
         exprs = ([world.expr] + edits) if edits else labels      # the density drawn behind each scatter
         for expr, label, z, ok in zip(exprs, labels, zs, success):
-            bg = demo2d.density_grid(world.parse(expr), 160)
+            bg = toy2d.density_grid(world.parse(expr), 160)
             cluster = np.asarray(jax.vmap(world.attributes["cluster"].fn)(jax.numpy.asarray(np.nan_to_num(z))))
-            png = images.scatter_png(z[ok], extent=demo2d.EXTENT, background=bg,
-                                     colors=demo2d.CLUSTER_COLOURS[cluster.argmax(-1)[ok]])
+            png = images.scatter_png(z[ok], extent=toy2d.EXTENT, background=bg,
+                                     colors=toy2d.CLUSTER_COLOURS[cluster.argmax(-1)[ok]])
             tiles.append(images.add_title(png, f"{label}  [{sampler}]"))
         for k, t in enumerate(tiles):
             images.save_png(out_dir / f"condition_{k}_{_slug(labels[k])}.png", t)
         images.save_png(out_dir / "grid.png", np.concatenate(tiles, axis=1) if len(tiles) > 1 else tiles[0])
-        record["attribute_summary"] = [demo2d.summary(world.attributes, z[ok]) for z, ok in zip(zs, success)]
+        record["attribute_summary"] = [toy2d.summary(world.attributes, z[ok]) for z, ok in zip(zs, success)]
     records.write_npz(out_dir / "samples.npz", **arrays)
     record["time_s"] = {"sample_incl_compile": t_sample, "total": time.time() - t_start}
     record["environment"] = records.environment()
@@ -286,7 +289,8 @@ def _run_w_diffusion(cfg: dict, t_start: float) -> None:
     import jax
     import numpy as np
 
-    from lace_jax import checkpoint, diffusion, images, records, workflow
+    from lace_jax import checkpoint, diffusion, records
+    from lace_jax.runs import images, workflow
     from lace_jax import latent_diffusion as ld
 
     if FLAGS.edit or FLAGS.sweep:
@@ -375,7 +379,9 @@ def _run_diffusion_2d(cfg: dict, t_start: float) -> None:
     import jax
     import numpy as np
 
-    from lace_jax import checkpoint, diffusion, images, records, toy2d
+    from lace_jax import checkpoint, diffusion, records
+    from lace_jax.runs import images
+    from lace_jax import densities2d
     from lace_jax import diffusion_2d as d2
     from lace_jax.metrics import sample_quality as sq
 
@@ -399,7 +405,7 @@ def _run_diffusion_2d(cfg: dict, t_start: float) -> None:
     exact_targets = {}
     for name, mcfg in model_cfgs.items():
         spec = dict(mcfg["spec"])
-        exact_targets[name] = toy2d.make(spec.pop("name"), **spec).energy
+        exact_targets[name] = densities2d.make(spec.pop("name"), **spec).energy
     exprs = list(FLAGS.expr) or list(cfg.get("sample_exprs", []))
     weight, temp = float(cfg.get("negation_weight", 0.3)), float(cfg.get("mixture_temperature", 1.0))
     composed = []
@@ -490,7 +496,8 @@ def _run_directions(cfg: dict, t_start: float) -> None:
     import jax
     import numpy as np
 
-    from lace_jax import checkpoint, images, records, workflow
+    from lace_jax import checkpoint, records
+    from lace_jax.runs import images, workflow
     from lace_jax.directions import pipeline
 
     if FLAGS.expr or FLAGS.attr or FLAGS.sweep:

@@ -12,7 +12,7 @@ def get_config() -> dict:
         "num_levels": 100,
         "net": {"hidden": 64, "num_blocks": 3, "widen": 2, "emb_dim": 32},
         "train": {"steps": 1500, "batch_size": 256, "lr": 2e-3, "ema": 0.99, "chunk": 100},
-        # exact targets (lace_jax.toy2d constructors and their arguments)
+        # exact targets (lace_jax.densities2d constructors and their arguments)
         "targets": {
             "gmm": {"name": "gmm_ring", "n_modes": 8, "radius": 1.5, "std": 0.15},
             "bar": {"name": "gaussian", "mean": [0.0, 0.0], "std": [0.3, 1.5]},

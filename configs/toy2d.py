@@ -1,4 +1,4 @@
-"""The 2-D demo world (lace_jax.demo2d): classifiers defined in code on z ∈ R², no images (a scatter plot instead).
+"""The 2-D demo world (lace_jax.worlds.toy2d): classifiers defined in code on z ∈ R², no images (a scatter plot instead).
 
 Attributes: cluster (ne, nw, sw, se), right (no, yes), top (no, yes), radius in [0, 3], x in [−3, 3].
 """

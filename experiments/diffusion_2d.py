@@ -21,7 +21,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lace_jax import config as config_lib  # noqa: E402
-from lace_jax import diffusion, images, toy2d  # noqa: E402
+from lace_jax import diffusion  # noqa: E402
+from lace_jax.runs import images
+from lace_jax import densities2d
 from lace_jax import energy as energy_lib  # noqa: E402
 from lace_jax.metrics import sample_quality as sq  # noqa: E402
 
@@ -61,7 +63,7 @@ def main(argv=None) -> dict:
     targets = {}
     for name, spec in cfg["targets"].items():
         spec = dict(spec)
-        targets[name] = toy2d.make(spec.pop("name"), **spec)
+        targets[name] = densities2d.make(spec.pop("name"), **spec)
     models = diffusion.train_from_config(cfg, k_train)
     sched = diffusion.schedule_from_config(cfg)
     ev = cfg["eval"]

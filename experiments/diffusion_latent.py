@@ -21,7 +21,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lace_jax import config as config_lib  # noqa: E402
-from lace_jax import diffusion, evaluation, images, records, workflow  # noqa: E402
+from lace_jax import diffusion, records  # noqa: E402
+from lace_jax.runs import evaluation, images, workflow
 from lace_jax import latent_diffusion as ld  # noqa: E402
 from lace_jax.worlds import world_from_config  # noqa: E402
 

@@ -26,8 +26,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lace_jax import config as config_lib  # noqa: E402
-from lace_jax import images as images_lib  # noqa: E402
-from lace_jax import records, workflow, worlds  # noqa: E402
+from lace_jax.runs import images as images_lib  # noqa: E402
+from lace_jax import records  # noqa: E402
+from lace_jax.runs import workflow
+from lace_jax import worlds
 from lace_jax import directions as dirs  # noqa: E402
 from lace_jax.directions import evaluation as ev  # noqa: E402
 from lace_jax.directions import pipeline  # noqa: E402
@@ -109,7 +111,7 @@ def strip(factor: str, targets, start_imgs: np.ndarray, frames: dict, num: int) 
 def model_summary(model_dir) -> dict:
     """Which model was measured (from its model card)."""
     import json
-    from lace_jax.default import ASSETS
+    from lace_jax.worlds.shapes import ASSETS
 
     root = Path(model_dir).expanduser() if model_dir else ASSETS
     card = json.loads((root / "model_card.json").read_text())

@@ -23,8 +23,8 @@ import optax
 
 from lace_jax.config import load_config
 from lace_jax.data import shapes
-from lace_jax.default import load_default
-from lace_jax.images import make_grid, save_png
+from lace_jax.worlds.shapes import load_default
+from lace_jax.runs.images import make_grid, save_png
 from lace_jax.models import stylegan2 as sg
 from lace_jax.training import gan_run, latent, quality
 

@@ -116,7 +116,7 @@ def conditions(world: Any) -> list[str]:
 
 def edits(world: Any) -> list[str]:
     """The --edit steps, each checked to be one name=value condition."""
-    from lace_jax import workflow
+    from lace_jax.runs import workflow
 
     for e in FLAGS.edit:
         try:
@@ -138,7 +138,7 @@ def sampler_options(world: Any, sampler: str) -> Any:
             if k in world.sgld and k not in over:
                 over[k] = world.sgld[k]
     if sampler == "ode_tc":
-        from lace_jax.sampling import TC_DEFAULTS
+        from lace_jax.samplers.dispatch import TC_DEFAULTS
         for k, v in TC_DEFAULTS.items():      # unset ones from ode_tc's defaults, not from the world's ode settings
             over.setdefault(k, v)
     opts = world.sampler_options(**over)

@@ -220,7 +220,7 @@ def train(model: DiffusionModel, sample_data: Callable | jax.Array | np.ndarray,
           steps: int = 3000, batch_size: int = 512, lr: float = 1e-3, ema: float = 0.99, chunk: int = 100,
           log: Callable[[str], None] | None = None) -> TrainResult:
     """Adam on the denoising loss with fresh batches: `sample_data(key, batch_size)` (a jit-able, hashable
-    callable such as a `toy2d.Target.sample`) or, given an array [N, D] of training points, rows drawn from it
+    callable such as a `densities2d.Target.sample`) or, given an array [N, D] of training points, rows drawn from it
     with replacement (passed as an argument, not folded into the compiled step). EMA of the parameters. Returns
     the EMA model and the mean loss of every `chunk` steps; `log` gets one progress line per chunk."""
     if steps < 1 or steps % chunk:
@@ -543,13 +543,13 @@ def train_from_config(config: dict, key: jax.Array, kinds: Sequence[str] = KINDS
     """Train one model per (target, kind) of a `diffusion_2d` config. Returns
     `{target: {kind: {"model", "losses", "seconds"}}}`."""
     import time
-    from lace_jax import toy2d
+    from lace_jax import densities2d
 
     sched = schedule_from_config(config)
     out = {}
     for ti, (tname, spec) in enumerate(sorted(config["targets"].items())):
         spec = dict(spec)
-        target = toy2d.make(spec.pop("name"), **spec)
+        target = densities2d.make(spec.pop("name"), **spec)
         out[tname] = {}
         for kind in kinds:
             k_init, k_train = jax.random.split(jax.random.fold_in(key, ti * 10 + KINDS.index(kind)))

@@ -91,13 +91,13 @@ def compose_exact(expr: str, energies: Mapping[str, Callable], *, weight: float 
 
 
 def targets(config: Mapping[str, Any]) -> dict:
-    """{name: toy2d.Target} of a diffusion_2d config (exact energies and samplers)."""
-    from lace_jax import toy2d
+    """{name: densities2d.Target} of a diffusion_2d config (exact energies and samplers)."""
+    from lace_jax import densities2d
 
     out = {}
     for name, spec in config["targets"].items():
         spec = dict(spec)
-        out[name] = toy2d.make(spec.pop("name"), **spec)
+        out[name] = densities2d.make(spec.pop("name"), **spec)
     return out
 
 

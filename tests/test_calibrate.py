@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lace_jax import checkpoint
-from lace_jax.default import ASSETS
+from lace_jax.worlds.shapes import ASSETS
 from lace_jax.training import calibrate as C
 
 

@@ -10,7 +10,7 @@ from jax.tree_util import Partial
 
 from lace_jax import diffusion as D
 from lace_jax import energy as E
-from lace_jax import toy2d
+from lace_jax import densities2d
 from lace_jax.samplers import mcmc
 
 SCHED = D.cosine_schedule(20)
@@ -157,7 +157,7 @@ def test_annealed_mcmc_with_exact_energies_reaches_the_last_level(method, h, anc
 def test_mh_kernels_leave_a_bimodal_target_invariant(method):
     # exact samples of a 2-mode toy2d mixture, 20 MH steps at its (time-independent) energy: moments unchanged
     # within 5 standard errors; a wrong acceptance rule with these step sizes drifts the spread visibly
-    target = toy2d.gmm_ring(n_modes=2, radius=1.0, std=0.3)
+    target = densities2d.gmm_ring(n_modes=2, radius=1.0, std=0.3)
     n = 4000
     x0 = target.sample(jax.random.PRNGKey(5), n)
     step = 0.1 if method == "mala" else 0.3
@@ -173,7 +173,7 @@ def test_mh_kernels_leave_a_bimodal_target_invariant(method):
 
 
 def test_training_lowers_the_loss():
-    target = toy2d.gmm_ring(n_modes=4, radius=1.0, std=0.1)
+    target = densities2d.gmm_ring(n_modes=4, radius=1.0, std=0.1)
     for kind in D.KINDS:
         m = D.init_model(jax.random.PRNGKey(0), kind=kind, schedule=SCHED, **TINY)
         res = D.train(m, target.sample, jax.random.PRNGKey(1), steps=200, batch_size=64, lr=3e-3, chunk=50)
@@ -185,7 +185,7 @@ def test_training_lowers_the_loss():
 def test_train_rejects_bad_step_counts():
     m = D.init_model(jax.random.PRNGKey(0), schedule=SCHED, **TINY)
     with pytest.raises(ValueError, match="multiple of chunk"):
-        D.train(m, toy2d.gaussian().sample, jax.random.PRNGKey(0), steps=150, chunk=100)
+        D.train(m, densities2d.gaussian().sample, jax.random.PRNGKey(0), steps=150, chunk=100)
     with pytest.raises(ValueError, match="kind"):
         D.init_model(jax.random.PRNGKey(0), kind="flow")
 

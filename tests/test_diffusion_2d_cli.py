@@ -6,7 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from lace_jax import diffusion, toy2d
+from lace_jax import diffusion
+from lace_jax import densities2d
 from lace_jax import diffusion_2d as d2
 from tests.cli_helpers import assert_usage_errors, run_script
 
@@ -23,7 +24,7 @@ def test_parse_terms_and_errors():
 
 
 def test_exact_composition_is_the_algebra_on_a_grid():
-    t = {"gmm": toy2d.gmm_ring(), "bar": toy2d.gaussian(), "ring": toy2d.ring()}
+    t = {"gmm": densities2d.gmm_ring(), "bar": densities2d.gaussian(), "ring": densities2d.ring()}
     e = {k: v.energy for k, v in t.items()}
     xs = jax.random.normal(jax.random.PRNGKey(0), (50, 2)) * 1.5
     ev = {k: np.asarray(jax.vmap(f)(xs)) for k, f in e.items()}

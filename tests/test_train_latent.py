@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lace_jax.config import load_config
-from lace_jax.default import ASSETS, load_default
+from lace_jax.worlds.shapes import ASSETS, load_default
 from lace_jax.training import export, latent
 
 

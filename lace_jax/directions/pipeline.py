@@ -110,7 +110,7 @@ def fit_world(world: Any, config: Mapping[str, Any], key: jax.Array,
               log: Callable[[str], None] = print) -> tuple[dict[str, Direction], dict]:
     """Find and anchor a direction for every `config['factors']` entry of a shapes world (its renderer and
     judge). Returns ({factor: Direction}, {factor: diagnostics incl. the reachable value range})."""
-    from lace_jax import workflow
+    from lace_jax.runs import workflow
 
     gen = generator_fn(world)
     loss = str(config.get("loss", "fourier"))
@@ -134,7 +134,7 @@ def check_edits(world: Any, directions: Mapping[str, Direction], key: jax.Array,
                 targets: Sequence[float]) -> dict:
     """Edit `num` fresh latents to each target along each direction and read the result with the judge:
     per factor the mean absolute error to the target and the response slope/R² (`evaluation.walk_metrics`)."""
-    from lace_jax import workflow
+    from lace_jax.runs import workflow
 
     z = np.asarray(jax.random.normal(key, (int(num), world.latent_dim), jnp.float32))
     start, _ = workflow.judge(world, workflow.render(world, z))
@@ -152,7 +152,7 @@ def check_edits(world: Any, directions: Mapping[str, Direction], key: jax.Array,
 
 def model_identity(model_dir: str | Path | None) -> dict:
     """What identifies the generator directions belong to: its model card's name, GAN steps and date."""
-    from lace_jax.default import ASSETS
+    from lace_jax.worlds.shapes import ASSETS
 
     root = Path(model_dir).expanduser() if model_dir else ASSETS
     card = json.loads((root / "model_card.json").read_text())

@@ -11,3 +11,4 @@ from lace_jax.samplers.mcmc import (AnnealedResult, MCMCState, annealed_mcmc, hm
                                     ula_step)
 from lace_jax.samplers.ode import ODEResult, fixed_grid, sample_ode, vp_drift
 from lace_jax.samplers.sde import SDEResult, sample_sde_pc, sample_vpsde_pc
+from lace_jax.samplers.dispatch import SampleOutput, SamplerOptions, run

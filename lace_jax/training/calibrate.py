@@ -29,7 +29,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from lace_jax import checkpoint
-from lace_jax.default import ASSETS, load_default
+from lace_jax.worlds.shapes import ASSETS, load_default
 
 SEED = 20261201      # the held-out latents' PRNG seed (training used its config's seed and fold-ins of it)
 

@@ -30,7 +30,7 @@ from absl import app, flags, logging
 
 from lace_jax import energy
 from lace_jax.data import shapes
-from lace_jax.default import ASSETS, DEFAULT_SPACE, SPACES, DefaultModel, load_default
+from lace_jax.worlds.shapes import ASSETS, DEFAULT_SPACE, SPACES, DefaultModel, load_default
 from lace_jax.samplers.ode import sample_ode
 from lace_jax.samplers.timechange import sample_ode_timechange
 
@@ -140,7 +140,7 @@ def _define_flags() -> None:
     flags.DEFINE_string("out", "control.json", "output JSON")
     flags.DEFINE_bool("update_card", False, "also store the result as metrics.control in the model's model_card.json")
     flags.DEFINE_enum("classifier_space", DEFAULT_SPACE, list(SPACES),
-                      "how attributes are classified (lace_jax.default.build_attributes): wz = discrete attributes "
+                      "how attributes are classified (lace_jax.worlds.shapes.build_attributes): wz = discrete attributes "
                       "by the product of the w and z classifiers (the default), w = LACE's w classifiers alone")
     flags.DEFINE_integer("seed", 5, "PRNG seed of the starting latents")
     flags.DEFINE_string("sampler", None, "JSON dict of ODE options instead of LACE's dopri5 1e-3, e.g. "

@@ -12,7 +12,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from lace_jax.data import shapes
-from lace_jax.images import make_grid, save_png
+from lace_jax.runs.images import make_grid, save_png
 from lace_jax.models import stylegan2 as sg
 from lace_jax.models.discriminator import Discriminator
 from lace_jax.training import gan, loop

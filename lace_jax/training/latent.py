@@ -161,7 +161,7 @@ def load_from_assets(path: str | Path) -> tuple[sg.StyleGAN2Config, dict, Attrib
     """(generator config, EMA variables with their shipped w_avg, judge module, judge params, GAN steps) from a
     default-model directory laid out like `lace_jax/assets/default/`: retrains the latent classifiers of a shipped
     model without its training workdirs."""
-    from lace_jax.default import load_default
+    from lace_jax.worlds.shapes import load_default
     model = load_default(path)
     return (model.generator_config, model.generator, model.judge_model, model.judge_params,
             int(model.card.get("gan_steps", 0)))

@@ -100,7 +100,7 @@ def measure_assets(assets: str | Path, num: int, seed: int = 31, early_gan: str 
     """`measure_generator` for an exported default model (its generator and judge), with the early snapshot of
     the shapes_gan workdir `early_gan` and a previous generator checkpoint `previous` as references."""
     from lace_jax import checkpoint
-    from lace_jax.default import load_default
+    from lace_jax.worlds.shapes import load_default
     model = load_default(assets)
     refs, extra = {}, {"gan_steps": int(model.card.get("gan_steps", 0))}
     if early_gan:

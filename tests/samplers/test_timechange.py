@@ -96,22 +96,22 @@ def test_cifar_fixture_matches_t_parameterisation():
 
 
 def test_sampling_entry_point_ode_tc_matches_ode_and_the_closed_form():
-    """`sampling.run('ode_tc')` (what `sample.py --sampler ode_tc` calls) solves the same PF-ODE as 'ode'."""
-    from lace_jax import sampling
+    """`dispatch.run('ode_tc')` (what `sample.py --sampler ode_tc` calls) solves the same PF-ODE as 'ode'."""
+    from lace_jax.samplers import dispatch
     a = np.array([0.05, 0.2, 0.5, 1.0], np.float32)
     z0 = jnp.asarray(np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32))
     exact = np.exp(-a * tc.s_of_t(0.0)) * np.asarray(z0)
     key = jax.random.PRNGKey(0)
-    tight = sampling.SamplerOptions(solver="bosh3", rtol=1e-6, atol=1e-6)
-    out = sampling.run("ode_tc", _quadratic(a), z0, key, tight)
+    tight = dispatch.SamplerOptions(solver="bosh3", rtol=1e-6, atol=1e-6)
+    out = dispatch.run("ode_tc", _quadratic(a), z0, key, tight)
     np.testing.assert_allclose(np.asarray(out.z), exact, atol=3e-5)
-    ref = sampling.run("ode", _quadratic(a), z0, key, sampling.SamplerOptions(rtol=1e-6, atol=1e-6))
+    ref = dispatch.run("ode", _quadratic(a), z0, key, dispatch.SamplerOptions(rtol=1e-6, atol=1e-6))
     np.testing.assert_allclose(np.asarray(out.z), np.asarray(ref.z), atol=5e-5)
     # the defaults the CLI applies (Bosh3 at 3e-3): loose but close, in a handful of evaluations
-    loose = sampling.run("ode_tc", _quadratic(a), z0, key, sampling.SamplerOptions(**sampling.TC_DEFAULTS))
+    loose = dispatch.run("ode_tc", _quadratic(a), z0, key, dispatch.SamplerOptions(**dispatch.TC_DEFAULTS))
     np.testing.assert_allclose(np.asarray(loose.z), exact, atol=1e-2)
     assert int(np.max(np.asarray(loose.stats["nfe"]))) < int(np.max(np.asarray(ref.stats["nfe"])))
     with pytest.raises(ValueError, match="needs num_steps"):
-        sampling.run("ode_tc", _quadratic(a), z0, key, sampling.SamplerOptions(solver="heun"))
+        dispatch.run("ode_tc", _quadratic(a), z0, key, dispatch.SamplerOptions(solver="heun"))
     with pytest.raises(ValueError, match="unknown solver"):
-        sampling.run("ode_tc", _quadratic(a), z0, key, sampling.SamplerOptions(solver="rk4"))
+        dispatch.run("ode_tc", _quadratic(a), z0, key, dispatch.SamplerOptions(solver="rk4"))

@@ -2,7 +2,8 @@ import json
 
 import numpy as np
 
-from lace_jax import images, records
+from lace_jax import records
+from lace_jax.runs import images
 
 
 def test_to_uint8_matches_upstream_rule():

@@ -6,8 +6,8 @@ classifiers read z itself), the truncation ψ, the ODE end time t_end, an option
 of the config it came from.
 
 `world_from_config(config)` builds one from a config dict (`configs/*.py`):
-* `{"world": "toy2d"}` — the 2-D demo world (`lace_jax.demo2d`), classifiers defined in code.
-* `{"world": "shapes", ...}` — the shipped default model (`lace_jax.default`, or `model_dir` laid out like it):
+* `{"world": "toy2d"}` — the 2-D demo world (`lace_jax.worlds.toy2d`), classifiers defined in code.
+* `{"world": "shapes", ...}` — the shipped default model (`lace_jax.worlds.shapes`, or `model_dir` laid out like it):
   StyleGAN2 on the procedural shapes world, latent classifiers on w (or z), the image judge and real renders.
 * `{"world": "lace", ...}` — user-brought LACE weights converted with `python -m ports.convert`: a generator
   checkpoint and one LACE `DenseEmbedder` checkpoint per attribute (or one multi-class classifier, as CIFAR-10).
@@ -81,7 +81,7 @@ class World:
 
     def sampler_options(self, **overrides):
         """`SamplerOptions` from the world's defaults (t_end included), with `overrides` applied."""
-        from lace_jax.sampling import SamplerOptions
+        from lace_jax.samplers.dispatch import SamplerOptions
 
         fields = {f.name for f in dataclasses.fields(SamplerOptions)}
         kw = {k: v for k, v in self.sampler.items() if k in fields}
@@ -93,11 +93,11 @@ class World:
 # --------------------------------------------------------------------------------------------------------------
 
 def toy2d_world(config: Mapping[str, Any] | None = None) -> World:
-    """The 2-D demo world of `lace_jax.demo2d`."""
-    from lace_jax import demo2d
+    """The 2-D demo world of `lace_jax.worlds.toy2d`."""
+    from lace_jax.worlds import toy2d
 
     config = dict(config or {"world": "toy2d"})
-    return World(name="toy2d", attributes=demo2d.attributes(), latent_dim=2, t_end=float(config.get("t_end", 0.0)),
+    return World(name="toy2d", attributes=toy2d.attributes(), latent_dim=2, t_end=float(config.get("t_end", 0.0)),
                  sampler=dict(config.get("sampler", {})), sgld=dict(config.get("sgld", {})),
                  expr=str(config.get("expr", "radius=2 & (cluster=ne | cluster=sw)")), config=config)
 
@@ -130,7 +130,7 @@ def shapes_world(config: Mapping[str, Any] | None = None) -> World:
     """The shipped default model (`model_dir`: a directory laid out like `lace_jax/assets/default/`; None: the
     shipped one) with classifiers on `classifier_space` ('wz' by default: discrete attributes by the product of
     the w and z classifiers, continuous on w; 'w' as LACE; 'z') and truncation ψ."""
-    from lace_jax.default import DEFAULT_SPACE, build_attributes, load_default
+    from lace_jax.worlds.shapes import DEFAULT_SPACE, build_attributes, load_default
     from lace_jax.models.classifiers import MappingW
 
     config = dict(config or {"world": "shapes"})

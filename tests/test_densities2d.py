@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lace_jax import energy as E
-from lace_jax import toy2d
+from lace_jax import densities2d
 from lace_jax.metrics import sample_quality as sq
 
 EXT = (-7.0, 7.0, -7.0, 7.0)  # the bar (σ_y = 1.5) has 0.8% of its mass outside ±4
@@ -21,8 +21,8 @@ def _grid_moments(grid):
     return mean, second
 
 
-@pytest.mark.parametrize("target", [toy2d.gmm_ring(), toy2d.gaussian(), toy2d.ring(), toy2d.checkerboard(),
-                                    toy2d.gmm_ring(count=3, first=2)], ids=lambda t: t.name)
+@pytest.mark.parametrize("target", [densities2d.gmm_ring(), densities2d.gaussian(), densities2d.ring(), densities2d.checkerboard(),
+                                    densities2d.gmm_ring(count=3, first=2)], ids=lambda t: t.name)
 def test_density_normalised_and_sampler_matches(target):
     grid = sq.density_grid(target.energy, EXT, 600)
     # normalised densities: the grid integral of exp(-E) is 1 (midpoint rule; 1e-3 covers the grid error)
@@ -38,7 +38,7 @@ def test_density_normalised_and_sampler_matches(target):
 
 
 def _gauss(mean, std):
-    return toy2d.gaussian(mean, std, name="g")
+    return densities2d.gaussian(mean, std, name="g")
 
 
 def _closed_form_logpdf(pts, mean, cov):
@@ -133,8 +133,8 @@ def test_mmd_and_sliced_wasserstein_closed_forms():
 
 def test_bad_arguments_are_clear():
     with pytest.raises(ValueError, match="radius/std"):
-        toy2d.ring(1.0, 0.5)
+        densities2d.ring(1.0, 0.5)
     with pytest.raises(KeyError, match="unknown target"):
-        toy2d.make("spiral")
+        densities2d.make("spiral")
     with pytest.raises(ValueError, match="bad extent"):
         sq.grid_points((1, 0, 0, 1), 10)

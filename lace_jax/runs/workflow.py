@@ -8,7 +8,7 @@ rendering and judging in batches. `sample.py` and `evaluate.py` are thin flag la
     labels, features = workflow.judge(world, images)
 
 Keys: sample `i` of a condition draws its start `z0` and run key from `fold_in(PRNGKey(seed), i)` (see
-`lace_jax.batching`), so results do not depend on the chunk size or the number of devices (the ODE's joint batch
+`lace_jax.runs.chunks`), so results do not depend on the chunk size or the number of devices (the ODE's joint batch
 mode is the exception: one step-size sequence per chunk). Sequential editing starts step k from step k−1's latents
 (step 0: N(0, I) latents of the same keys) with LACE's sequential energy: the attributes edited so far, reweighted
 (0.1 for earlier ones, 10 for a continuous current one), plus the anchors `reg_z·(‖w − w_prev‖² + ‖z − z_prev‖²)`
@@ -26,8 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lace_jax import batching, energy as en, sampling
-from lace_jax.sweeps import parse_conditions
+from lace_jax import energy as en
+from lace_jax.runs import chunks
+from lace_jax.samplers import dispatch
+from lace_jax.runs.sweeps import parse_conditions
 
 # LACE's FFHQ sequential-editing regularisers (VPODE reg_z, reg_logits)
 EDIT_REG_Z = 0.04
@@ -40,13 +42,13 @@ class EditStep(NamedTuple):
     edit: str
     names: tuple
     targets: tuple
-    result: batching.BatchResult
+    result: chunks.BatchResult
 
 
-def _per_sample_fn(sampler: str, options: sampling.SamplerOptions, latent_dim: int, *, edit: bool = False,
+def _per_sample_fn(sampler: str, options: dispatch.SamplerOptions, latent_dim: int, *, edit: bool = False,
                    cache: Optional[dict] = None):
     """The per-sample (or joint-chunk) function; with `cache`, the same object for the same settings, so
-    `batching.generate(cache=...)` reuses its compiled chunk function."""
+    `chunks.generate(cache=...)` reuses its compiled chunk function."""
     if cache is None:
         return _make_per_sample(sampler, options, latent_dim, edit=edit)
     key = ("per_sample", sampler, options, int(latent_dim), edit)
@@ -55,20 +57,20 @@ def _per_sample_fn(sampler: str, options: sampling.SamplerOptions, latent_dim: i
     return cache[key]
 
 
-def _make_per_sample(sampler: str, options: sampling.SamplerOptions, latent_dim: int, *, edit: bool = False):
+def _make_per_sample(sampler: str, options: dispatch.SamplerOptions, latent_dim: int, *, edit: bool = False):
     if sampler in ("ode", "ode_tc") and options.batch_mode == "joint":
         if edit:
-            return batching.joint_ode_fn(options, latent_dim, init_for_indices=lambda p, idx: p.anchors[idx],
+            return dispatch.joint_ode_fn(options, latent_dim, init_for_indices=lambda p, idx: p.anchors[idx],
                                          sampler=sampler)
-        return batching.joint_ode_fn(options, latent_dim, sampler=sampler)
+        return dispatch.joint_ode_fn(options, latent_dim, sampler=sampler)
     if edit:
-        return batching.sampler_fn(sampler, options, latent_dim,
+        return dispatch.sampler_fn(sampler, options, latent_dim,
                                    energy_for_index=lambda p, i: p.take(i),
                                    init_for_index=lambda p, i: p.take(i).anchor)
-    return batching.sampler_fn(sampler, options, latent_dim)
+    return dispatch.sampler_fn(sampler, options, latent_dim)
 
 
-def fingerprint(world: Any, kind: str, expr: Any, sampler: str, options: sampling.SamplerOptions,
+def fingerprint(world: Any, kind: str, expr: Any, sampler: str, options: dispatch.SamplerOptions,
                 **extra) -> dict:
     """What identifies a batch run in its manifest (a different run in the same folder is refused)."""
     return {"world": world.name, "config": {k: v for k, v in world.config.items() if k != "conditions"},
@@ -76,16 +78,16 @@ def fingerprint(world: Any, kind: str, expr: Any, sampler: str, options: samplin
 
 
 def sample_condition(world: Any, expr: str, *, num_samples: int, seed: int = 0, sampler: str = "ode",
-                     options: Optional[sampling.SamplerOptions] = None, chunk_size: int = 256,
+                     options: Optional[dispatch.SamplerOptions] = None, chunk_size: int = 256,
                      out_dir: str | Path | None = None, progress: Optional[Callable] = None,
-                     devices: Sequence[Any] | None = None, cache: Optional[dict] = None) -> batching.BatchResult:
+                     devices: Sequence[Any] | None = None, cache: Optional[dict] = None) -> chunks.BatchResult:
     """`num_samples` latents under the expression's energy (conditional: `name=value`; compositional: `&`, `|`,
     `!`), in resumable chunks when `out_dir` is given. Failed solves have NaN rows and `success` False.
     Pass the same `cache` dict to several calls to compile once per energy structure."""
     options = options or world.sampler_options()
     cond = world.parse(expr)
     per = _per_sample_fn(sampler, options, world.latent_dim, cache=cache)
-    return batching.generate(per, cond, num_samples=num_samples, chunk_size=chunk_size, seed=seed,
+    return chunks.generate(per, cond, num_samples=num_samples, chunk_size=chunk_size, seed=seed,
                              out_dir=out_dir, progress=progress, devices=devices, cache=cache,
                              fingerprint=fingerprint(world, "condition", expr, sampler, options))
 
@@ -147,10 +149,10 @@ class _WithAnchor:
 
 
 def edit_step(world: Any, names: Sequence[str], targets: Sequence[Any], z_prev: np.ndarray, *, seed: int = 0,
-              sampler: str = "ode", options: Optional[sampling.SamplerOptions] = None, chunk_size: int = 256,
+              sampler: str = "ode", options: Optional[dispatch.SamplerOptions] = None, chunk_size: int = 256,
               out_dir: str | Path | None = None, progress: Optional[Callable] = None, reg_z: float = EDIT_REG_Z,
               reg_logits: float = EDIT_REG_LOGITS, devices: Sequence[Any] | None = None,
-              cache: Optional[dict] = None) -> batching.BatchResult:
+              cache: Optional[dict] = None) -> chunks.BatchResult:
     """One sequential-editing step from `z_prev[N, D]` (rows of failed earlier steps stay failed)."""
     options = options or world.sampler_options()
     z_prev = np.asarray(z_prev, np.float32)
@@ -161,7 +163,7 @@ def edit_step(world: Any, names: Sequence[str], targets: Sequence[Any], z_prev: 
     fp = fingerprint(world, "edit", [f"{n}={t}" for n, t in zip(names, targets)], sampler, options,
                      reg_z=reg_z, reg_logits=reg_logits,
                      z_prev_checksum=float(np.nansum(np.abs(z_prev))) if z_prev.size else 0.0)
-    res = batching.generate(per, params, num_samples=z_prev.shape[0], chunk_size=chunk_size, seed=seed,
+    res = chunks.generate(per, params, num_samples=z_prev.shape[0], chunk_size=chunk_size, seed=seed,
                             out_dir=out_dir, progress=progress, devices=devices, fingerprint=fp, cache=cache)
     success = res.success & ok_prev
     z = np.where(success[:, None], res.z, np.nan)
@@ -169,7 +171,7 @@ def edit_step(world: Any, names: Sequence[str], targets: Sequence[Any], z_prev: 
 
 
 def sequential_edit(world: Any, edits: Sequence[str], *, num_samples: int, seed: int = 0, sampler: str = "ode",
-                    options: Optional[sampling.SamplerOptions] = None, chunk_size: int = 256,
+                    options: Optional[dispatch.SamplerOptions] = None, chunk_size: int = 256,
                     z_start: Optional[np.ndarray] = None, out_dir: str | Path | None = None,
                     progress: Optional[Callable[[int, Any], None]] = None, reg_z: float = EDIT_REG_Z,
                     reg_logits: float = EDIT_REG_LOGITS, cache: Optional[dict] = None,
@@ -182,7 +184,7 @@ def sequential_edit(world: Any, edits: Sequence[str], *, num_samples: int, seed:
     if not parsed:
         raise ValueError("sequential_edit: no edits given")
     if z_start is None:
-        keys = jax.vmap(lambda i: batching.sample_key(seed, i))(jnp.arange(num_samples))
+        keys = jax.vmap(lambda i: chunks.sample_key(seed, i))(jnp.arange(num_samples))
         z_start = np.asarray(jax.vmap(
             lambda k: jax.random.normal(jax.random.split(k)[0], (world.latent_dim,), jnp.float32))(keys))
     z = np.asarray(z_start, np.float32)

@@ -39,7 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from lace_jax import energy as en
-from lace_jax import records, sampling
+from lace_jax import records
+from lace_jax.samplers import dispatch
 
 TRACED_OPTIONS = ("rtol", "atol", "step_size", "noise_scale", "damping")
 SETTING_KEYS = ("label", "sampler", "expr", "seed")
@@ -95,17 +96,17 @@ class Runner:
 
     def _fn(self, sampler, static, cond, z0, key, traced):
         self.traces += 1
-        return sampling.run(sampler, cond, z0, key, dataclasses.replace(static, **traced))
+        return dispatch.run(sampler, cond, z0, key, dataclasses.replace(static, **traced))
 
     @staticmethod
-    def split(options: sampling.SamplerOptions) -> tuple[sampling.SamplerOptions, dict]:
+    def split(options: dispatch.SamplerOptions) -> tuple[dispatch.SamplerOptions, dict]:
         """(static options with the traced fields blanked, {field: float32 scalar})."""
         static = dataclasses.replace(options, **{f: None for f in TRACED_OPTIONS})
         traced = {f: jnp.float32(getattr(options, f)) for f in TRACED_OPTIONS}
         return static, traced
 
     def __call__(self, sampler: str, cond: Any, z0: jax.Array, key: jax.Array,
-                 options: sampling.SamplerOptions) -> tuple[sampling.SampleOutput, float, float]:
+                 options: dispatch.SamplerOptions) -> tuple[dispatch.SampleOutput, float, float]:
         """Run; returns (output, compile seconds spent on this call (0 when reused), execution seconds)."""
         static, traced = self.split(options)
         args = (cond, z0, key, traced)
@@ -265,7 +266,7 @@ def run_sweep(world: Any, settings: Sequence[Mapping[str, Any]], *, num_samples:
     `extra_metrics(row, z, success, z0) -> dict` adds metrics to each row (e.g. `evaluation.sweep_row_metrics`:
     accuracy by an image judge and a Fréchet distance)."""
     runner = runner or Runner()
-    fields = {f.name for f in dataclasses.fields(sampling.SamplerOptions)}
+    fields = {f.name for f in dataclasses.fields(dispatch.SamplerOptions)}
     rows = []
     for setting in settings:
         unknown = set(setting) - fields - set(SETTING_KEYS)

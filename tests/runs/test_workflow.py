@@ -1,4 +1,4 @@
-"""lace_jax.workflow on the 2-D world (fast): compile-once conditions, LACE's sequential-editing energy per sample,
+"""lace_jax.runs.workflow on the 2-D world (fast): compile-once conditions, LACE's sequential-editing energy per sample,
 editing that keeps earlier attributes, joint-ODE chunks."""
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from lace_jax import energy as en
-from lace_jax import sampling, workflow, worlds
+from lace_jax.samplers import dispatch
+from lace_jax.runs import workflow
+from lace_jax import worlds
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,7 @@ def test_edit_energy_rows_are_lace_sequential_at_each_anchor(world):
 @pytest.mark.parametrize("sampler,batch_mode", [("ode", "independent"), ("ode", "joint"),
                                                 ("ode_tc", "independent"), ("ode_tc", "joint")])
 def test_sequential_edit_keeps_earlier_attributes(world, sampler, batch_mode):
-    extra = sampling.TC_DEFAULTS if sampler == "ode_tc" else {}
+    extra = dispatch.TC_DEFAULTS if sampler == "ode_tc" else {}
     opts = world.sampler_options(batch_mode=batch_mode, **extra)
     z0, steps = workflow.sequential_edit(world, ["cluster=ne", "radius=2"], num_samples=64, seed=3,
                                          sampler=sampler, options=opts, chunk_size=32)

@@ -1,4 +1,4 @@
-"""lace_jax.batching: per-sample keys (chunk-size and device-count invariance), resumable chunks, failures kept."""
+"""lace_jax.runs.chunks: per-sample keys (chunk-size and device-count invariance), resumable chunks, failures kept."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lace_jax import batching, demo2d, energy, sampling
+from lace_jax import energy
+from lace_jax.runs import chunks
+from lace_jax.worlds import toy2d
+from lace_jax.samplers import dispatch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,7 +32,7 @@ PARAMS = {"scale": jnp.float32(1.5), "shift": jnp.float32(0.25)}
 
 
 def _expected(seed: int, n: int) -> np.ndarray:
-    keys = jax.vmap(lambda i: batching.sample_key(seed, i))(jnp.arange(n))
+    keys = jax.vmap(lambda i: chunks.sample_key(seed, i))(jnp.arange(n))
     z = np.asarray(jax.vmap(lambda k: jax.random.normal(k, (3,)))(keys)) * 1.5 + 0.25
     return z
 
@@ -37,7 +40,7 @@ def _expected(seed: int, n: int) -> np.ndarray:
 def test_keys_per_sample_independent_of_chunk_size():
     ref = _expected(5, 23)
     for chunk in (4, 23, 50):
-        r = batching.generate(_toy_per_sample, PARAMS, num_samples=23, chunk_size=chunk, seed=5)
+        r = chunks.generate(_toy_per_sample, PARAMS, num_samples=23, chunk_size=chunk, seed=5)
         ok = ref[:, 0] >= -1
         np.testing.assert_array_equal(r.success, ok)
         np.testing.assert_allclose(r.z[ok], ref[ok], rtol=1e-6, atol=1e-6)
@@ -55,18 +58,18 @@ def test_resume_after_interruption_recomputes_nothing(tmp_path):
         jax.debug.callback(lambda i: calls.extend(np.asarray(i).ravel().tolist()), index)
         return _toy_per_sample(params, key, index)
 
-    full = batching.generate(_toy_per_sample, PARAMS, num_samples=18, chunk_size=4, seed=1)   # 5 chunks
+    full = chunks.generate(_toy_per_sample, PARAMS, num_samples=18, chunk_size=4, seed=1)   # 5 chunks
 
     seen = []
 
-    def stop_after_two(p: batching.Progress):
+    def stop_after_two(p: chunks.Progress):
         seen.append(p)
         if p.computed and sum(q.computed for q in seen) == 2:
             raise KeyboardInterrupt("simulated interruption")
 
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        batching.generate(counted, PARAMS, num_samples=18, chunk_size=4, seed=1, out_dir=out,
+        chunks.generate(counted, PARAMS, num_samples=18, chunk_size=4, seed=1, out_dir=out,
                           progress=stop_after_two, fingerprint={"sampler": "toy"})
     assert sorted(p.name for p in (out / "chunks").glob("chunk_*.npz")) == ["chunk_00000.npz", "chunk_00001.npz"]
     assert sorted(calls) == list(range(8))
@@ -74,7 +77,7 @@ def test_resume_after_interruption_recomputes_nothing(tmp_path):
 
     calls.clear()
     lines = []
-    res = batching.generate(counted, PARAMS, num_samples=18, chunk_size=4, seed=1, out_dir=out,
+    res = chunks.generate(counted, PARAMS, num_samples=18, chunk_size=4, seed=1, out_dir=out,
                             progress=lambda p: lines.append(p), fingerprint={"sampler": "toy"})
     assert res.computed_chunks == (2, 3, 4)
     assert sorted(calls) == list(range(8, 20))          # chunks 2..4 (the last one padded to 4 lanes)
@@ -90,47 +93,50 @@ def test_resume_after_interruption_recomputes_nothing(tmp_path):
 
     # a third run finds everything on disk
     calls.clear()
-    again = batching.generate(counted, PARAMS, num_samples=18, chunk_size=4, seed=1, out_dir=out,
+    again = chunks.generate(counted, PARAMS, num_samples=18, chunk_size=4, seed=1, out_dir=out,
                               fingerprint={"sampler": "toy"})
     assert again.computed_chunks == () and calls == []
 
 
 def test_incomplete_chunk_is_recomputed_and_other_runs_refused(tmp_path):
     out = tmp_path / "run"
-    batching.generate(_toy_per_sample, PARAMS, num_samples=8, chunk_size=4, seed=2, out_dir=out)
+    chunks.generate(_toy_per_sample, PARAMS, num_samples=8, chunk_size=4, seed=2, out_dir=out)
     (out / "chunks" / "chunk_00001.npz").write_bytes(b"PK\x03\x04 truncated")
-    res = batching.generate(_toy_per_sample, PARAMS, num_samples=8, chunk_size=4, seed=2, out_dir=out)
+    res = chunks.generate(_toy_per_sample, PARAMS, num_samples=8, chunk_size=4, seed=2, out_dir=out)
     assert res.computed_chunks == (1,)
-    with pytest.raises(batching.BatchError, match="seed"):
-        batching.generate(_toy_per_sample, PARAMS, num_samples=8, chunk_size=4, seed=3, out_dir=out)
-    with pytest.raises(batching.BatchError, match="chunk_size"):
-        batching.generate(_toy_per_sample, PARAMS, num_samples=8, chunk_size=2, seed=2, out_dir=out)
+    with pytest.raises(chunks.BatchError, match="seed"):
+        chunks.generate(_toy_per_sample, PARAMS, num_samples=8, chunk_size=4, seed=3, out_dir=out)
+    with pytest.raises(chunks.BatchError, match="chunk_size"):
+        chunks.generate(_toy_per_sample, PARAMS, num_samples=8, chunk_size=2, seed=2, out_dir=out)
 
 
 def test_sampler_fn_matches_batch_of_one_runs(tmp_path):
-    """The per-sample wrapper around sampling.run: SGLD on the 2-D world equals direct batch-1 calls."""
-    cond = energy.parse("cluster=ne", demo2d.attributes())
-    opts = sampling.SamplerOptions(num_steps=5, step_size=0.05, noise_scale=0.3)
-    per = batching.sampler_fn("sgld", opts, 2)
-    res = batching.generate(per, cond, num_samples=3, chunk_size=2, seed=4, out_dir=tmp_path / "run",
+    """The per-sample wrapper around dispatch.run: SGLD on the 2-D world equals direct batch-1 calls."""
+    cond = energy.parse("cluster=ne", toy2d.attributes())
+    opts = dispatch.SamplerOptions(num_steps=5, step_size=0.05, noise_scale=0.3)
+    per = dispatch.sampler_fn("sgld", opts, 2)
+    res = chunks.generate(per, cond, num_samples=3, chunk_size=2, seed=4, out_dir=tmp_path / "run",
                             fingerprint={"sampler": "sgld", "options": opts, "expr": "cluster=ne"})
     manifest = json.loads((tmp_path / "run" / "chunks" / "manifest.json").read_text())
     assert manifest["fingerprint"]["options"]["step_size"] == 0.05 and manifest["num_samples"] == 3
     for i in range(3):
-        k0, k1 = jax.random.split(batching.sample_key(4, i))
+        k0, k1 = jax.random.split(chunks.sample_key(4, i))
         z0 = jax.random.normal(k0, (1, 2))
-        ref = sampling.run("sgld", cond, z0, k1, opts)
+        ref = dispatch.run("sgld", cond, z0, k1, opts)
         np.testing.assert_allclose(res.z[i], np.asarray(ref.z[0]), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(res.stats["nfe"], [5, 5, 5])
 
 
 _SUBPROCESS = textwrap.dedent("""
     import sys, numpy as np, jax
-    from lace_jax import batching, demo2d, energy, sampling
+    from lace_jax import energy
+    from lace_jax.runs import chunks
+    from lace_jax.worlds import toy2d
+    from lace_jax.samplers import dispatch
     assert len(jax.devices()) == 4, jax.devices()
-    cond = energy.parse("cluster=ne", demo2d.attributes())
-    per = batching.sampler_fn("sgld", sampling.SamplerOptions(num_steps=5, step_size=0.05, noise_scale=0.3), 2)
-    r = batching.generate(per, cond, num_samples=10, chunk_size=5, seed=9)   # 5 -> padded to 8 over 4 devices
+    cond = energy.parse("cluster=ne", toy2d.attributes())
+    per = dispatch.sampler_fn("sgld", dispatch.SamplerOptions(num_steps=5, step_size=0.05, noise_scale=0.3), 2)
+    r = chunks.generate(per, cond, num_samples=10, chunk_size=5, seed=9)   # 5 -> padded to 8 over 4 devices
     np.savez(sys.argv[1], z=r.z, success=r.success)
 """)
 
@@ -143,9 +149,9 @@ def test_four_devices_same_samples_as_one(tmp_path):
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     four = np.load(out)
-    cond = energy.parse("cluster=ne", demo2d.attributes())
-    per = batching.sampler_fn("sgld", sampling.SamplerOptions(num_steps=5, step_size=0.05, noise_scale=0.3), 2)
-    one = batching.generate(per, cond, num_samples=10, chunk_size=3, seed=9)
+    cond = energy.parse("cluster=ne", toy2d.attributes())
+    per = dispatch.sampler_fn("sgld", dispatch.SamplerOptions(num_steps=5, step_size=0.05, noise_scale=0.3), 2)
+    one = chunks.generate(per, cond, num_samples=10, chunk_size=3, seed=9)
     assert len(jax.devices()) == 1
     np.testing.assert_array_equal(four["success"], one.success)
     np.testing.assert_allclose(four["z"], one.z, rtol=1e-5, atol=1e-5)
@@ -153,9 +159,9 @@ def test_four_devices_same_samples_as_one(tmp_path):
 
 def test_per_sample_targets_from_the_index():
     """`energy_for_index` builds sample i's energy from its index (here cluster = i mod 4), inside the jit."""
-    fn = demo2d.attributes()["cluster"].fn
-    opts = sampling.SamplerOptions(num_steps=40, step_size=0.05, noise_scale=0.05)
-    per = batching.sampler_fn("sgld", opts, 2, energy_for_index=lambda f, i: energy.discrete(f, i % 4))
-    res = batching.generate(per, fn, num_samples=16, chunk_size=8, seed=0)
+    fn = toy2d.attributes()["cluster"].fn
+    opts = dispatch.SamplerOptions(num_steps=40, step_size=0.05, noise_scale=0.05)
+    per = dispatch.sampler_fn("sgld", opts, 2, energy_for_index=lambda f, i: energy.discrete(f, i % 4))
+    res = chunks.generate(per, fn, num_samples=16, chunk_size=8, seed=0)
     assigned = np.asarray(jax.vmap(fn)(jnp.asarray(res.z))).argmax(-1)
     np.testing.assert_array_equal(assigned, np.arange(16) % 4)

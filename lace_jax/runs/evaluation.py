@@ -28,9 +28,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lace_jax import batching, workflow
+from lace_jax.runs import chunks
+from lace_jax.samplers import dispatch
+from lace_jax.runs import workflow
 from lace_jax.metrics.frechet import frechet_distance
-from lace_jax.sweeps import atom_label, atoms, evaluate_tree, parse_conditions
+from lace_jax.runs.sweeps import atom_label, atoms, evaluate_tree, parse_conditions
 
 Features = Optional[Callable[[jax.Array], jax.Array]]
 
@@ -121,13 +123,13 @@ def fd(features_a: np.ndarray, features_b: np.ndarray) -> float:
 # Conditional sampling
 
 def start_latents(world: Any, num: int, seed: int) -> np.ndarray:
-    """The N(0, I) starts `batching.sampler_fn` draws for samples 0 … num−1 of `seed` (the unconditional set)."""
-    keys = jax.vmap(lambda i: batching.sample_key(seed, i))(jnp.arange(num))
+    """The N(0, I) starts `dispatch.sampler_fn` draws for samples 0 … num−1 of `seed` (the unconditional set)."""
+    keys = jax.vmap(lambda i: chunks.sample_key(seed, i))(jnp.arange(num))
     return np.asarray(jax.vmap(
         lambda k: jax.random.normal(jax.random.split(k)[0], (world.latent_dim,), jnp.float32))(keys))
 
 
-def condition_metrics(world: Any, expr: str, result: batching.BatchResult, *, seed: int = 0,
+def condition_metrics(world: Any, expr: str, result: chunks.BatchResult, *, seed: int = 0,
                       real_features: Optional[np.ndarray] = None, features: Features = None, tol: float = 0.1,
                       time_s: Optional[float] = None, real_labels: Optional[Mapping[str, np.ndarray]] = None
                       ) -> dict:

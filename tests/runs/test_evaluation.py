@@ -1,4 +1,4 @@
-"""lace_jax.evaluation: Boolean success by the judge, Fréchet distances, judge-scored conditions and edits on the
+"""lace_jax.runs.evaluation: Boolean success by the judge, Fréchet distances, judge-scored conditions and edits on the
 shipped model (small counts)."""
 import dataclasses
 
@@ -6,7 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from lace_jax import evaluation, workflow, worlds
+from lace_jax.runs import evaluation, workflow
+from lace_jax import worlds
 
 
 @pytest.fixture(scope="module")

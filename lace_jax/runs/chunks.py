@@ -82,69 +82,6 @@ def sample_key(seed: int | jax.Array, index) -> jax.Array:
     return jax.random.fold_in(jax.random.PRNGKey(seed), index)
 
 
-def sampler_fn(sampler: str, options: Any, latent_dim: int, *,
-               energy_for_index: Optional[Callable[[Any, jax.Array], Any]] = None,
-               init_for_index: Optional[Callable[[Any, jax.Array], jax.Array]] = None) -> PerSampleFn:
-    """A `PerSampleFn` around `sampling.run`: from the sample key, draw `z0 ~ N(0, I_D)` and a run key, then run
-    `sampler` on a batch of one. `params` is the conditional energy, or, with `energy_for_index`, anything from
-    which `energy_for_index(params, index)` builds sample `index`'s energy (e.g. per-sample targets
-    `y = table[index]`). `init_for_index(params, index) -> z0[D]` replaces the N(0, I) start (sequential editing
-    starts from the previous step's latents). Stats are the sampler's per-sample statistics as scalars."""
-    from lace_jax import sampling
-
-    def per_sample(params, key, index):
-        k_init, k_run = jax.random.split(key)
-        if init_for_index is None:
-            z0 = jax.random.normal(k_init, (1, int(latent_dim)), jnp.float32)
-        else:
-            z0 = jnp.reshape(init_for_index(params, index), (1, int(latent_dim))).astype(jnp.float32)
-        energy = params if energy_for_index is None else energy_for_index(params, index)
-        out = sampling.run(sampler, energy, z0, k_run, options)
-        stats = {}
-        for name, v in out.stats.items():
-            v = jnp.asarray(v)
-            if v.size == 1:
-                stats[name] = jnp.reshape(v, ())
-        return out.z[0], out.success[0], stats
-
-    return per_sample
-
-
-def joint_ode_fn(options: Any, latent_dim: int, *,
-                 init_for_indices: Optional[Callable[[Any, jax.Array], jax.Array]] = None,
-                 sampler: str = "ode") -> Callable:
-    """A *batched* chunk body for the ODE's joint batch mode (one step-size sequence for the whole chunk, as
-    torchdiffeq solves LACE's batches): `f(params, keys[B], indices[B]) -> (z[B, D], success[B], stats)`, with the
-    same per-sample `z0` as `sampler_fn`. Samples then depend on the chunk they share (chunk size and device count
-    change the step sizes, within the solver tolerance); `generate` accepts it in place of a per-sample function.
-    `params` is one conditional energy for every sample, or an `energy.BatchedEnergy` over all `num_samples`
-    samples (per-sample targets or anchors), of which the chunk's rows are taken. `init_for_indices(params,
-    indices) -> z0[B, D]` replaces the N(0, I) starts (sequential editing). `sampler`: 'ode' or 'ode_tc' (the
-    time-changed flow, `sampling.run`)."""
-    from lace_jax import energy as en
-    from lace_jax import sampling
-
-    if sampler not in ("ode", "ode_tc"):
-        raise ValueError(f"joint_ode_fn: sampler must be 'ode' or 'ode_tc', got {sampler!r}")
-    if getattr(options, "batch_mode", "joint") != "joint":
-        options = dataclasses.replace(options, batch_mode="joint")
-
-    def batched(params, keys, indices):
-        if init_for_indices is None:
-            z0 = jax.vmap(lambda k: jax.random.normal(jax.random.split(k)[0], (int(latent_dim),),
-                                                      jnp.float32))(keys)
-        else:
-            z0 = jnp.asarray(init_for_indices(params, indices), jnp.float32)
-        energy = params.take(indices) if isinstance(params, en.BatchedEnergy) else params
-        out = sampling.run(sampler, energy, z0, keys[0], options)
-        stats = {n: jnp.broadcast_to(jnp.asarray(v), (z0.shape[0],)) for n, v in out.stats.items()
-                 if jnp.size(v) in (1, z0.shape[0])}
-        return out.z, out.success, stats
-
-    batched.batched = True
-    return batched
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Sharded chunk function
 
@@ -209,7 +146,7 @@ def read_chunk(path: Path, start: int, stop: int) -> Optional[dict]:
 def _manifest(num_samples: int, chunk_size: int, seed: int, fingerprint: Mapping | None) -> dict:
     fingerprint = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
                    for k, v in dict(fingerprint or {}).items()}   # e.g. {"options": SamplerOptions(...)}
-    return records.to_jsonable({"format": "lace_jax.batching", "version": 1, "num_samples": int(num_samples),
+    return records.to_jsonable({"format": "lace_jax.runs.chunks", "version": 1, "num_samples": int(num_samples),
                                 "chunk_size": int(chunk_size), "seed": int(seed),
                                 "fingerprint": dict(fingerprint or {})})
 
@@ -341,5 +278,5 @@ def merge(out_dir: str | Path, *, write: bool = True) -> BatchResult:
     return res
 
 
-__all__ = ["BatchError", "BatchResult", "Progress", "sample_key", "sampler_fn", "joint_ode_fn", "make_mesh", "chunk_function",
+__all__ = ["BatchError", "BatchResult", "Progress", "sample_key", "make_mesh", "chunk_function",
            "padded_size", "chunk_path", "read_chunk", "generate", "merge"]

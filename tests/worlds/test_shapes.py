@@ -10,7 +10,7 @@ import pytest
 
 from lace_jax import energy
 from lace_jax.data import shapes
-from lace_jax.default import ASSETS, build_attributes, load_default
+from lace_jax.worlds.shapes import ASSETS, build_attributes, load_default
 from lace_jax.training import judge as judge_lib
 
 

@@ -1,4 +1,4 @@
-"""lace_jax.sweeps: grid expansion, Boolean success of expressions, one compilation per static structure (traced
+"""lace_jax.runs.sweeps: grid expansion, Boolean success of expressions, one compilation per static structure (traced
 tolerances/step sizes/targets/seeds give the static path's numbers), success far above the unconditional rate."""
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from lace_jax import energy as en
-from lace_jax import sampling, sweeps, worlds
+from lace_jax.samplers import dispatch
+from lace_jax.runs import sweeps
+from lace_jax import worlds
 from lace_jax.config import load_config
 
 
@@ -40,7 +42,7 @@ def test_sweep_configs_expand_for_toy2d(name, n, toy):
         assert sorted(s["num_steps"] for s in settings if s.get("solver") == "euler") == [2, 5, 10, 20, 50, 100]
     with pytest.raises(ValueError, match="no expressions for world 'nowhere'"):
         sweeps.settings_from_config(cfg, "nowhere")
-    from lace_jax.default import load_default
+    from lace_jax.worlds.shapes import load_default
     shapes_attrs = load_default().attributes
     for s in sweeps.settings_from_config(cfg, "shapes"):
         en.parse(s["expr"], shapes_attrs)        # ... and the shipped model's
@@ -92,8 +94,8 @@ def test_traced_tolerances_match_static_path(toy):
     cond = en.parse("cluster=ne & radius=2", toy.attributes)
     z0 = jax.random.normal(jax.random.PRNGKey(3), (8, 2))
     key = jax.random.PRNGKey(4)
-    opts = sampling.SamplerOptions(rtol=1e-3, atol=1e-3)
+    opts = dispatch.SamplerOptions(rtol=1e-3, atol=1e-3)
     out, _, _ = sweeps.Runner()("ode", cond, z0, key, opts)
-    ref = jax.jit(sampling.run, static_argnums=(0, 4))("ode", cond, z0, key, opts)
+    ref = jax.jit(dispatch.run, static_argnums=(0, 4))("ode", cond, z0, key, opts)
     np.testing.assert_array_equal(np.asarray(out.stats["nfe"]), np.asarray(ref.stats["nfe"]))
     np.testing.assert_allclose(np.asarray(out.z), np.asarray(ref.z), rtol=1e-6, atol=1e-6)

@@ -22,7 +22,7 @@ from lace_jax.models import stylegan2 as sg
 from lace_jax.models.attribute_cnn import AttributeCNN
 from lace_jax.models.classifiers import LatentClassifier, MappingW, ProductOfExperts
 
-ASSETS = Path(__file__).resolve().parent / "assets" / "default"
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "default"
 SPACES = ("w", "z", "wz")
 DEFAULT_SPACE = "wz"
 
