@@ -12,7 +12,6 @@ exact composed density.
 """
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -23,9 +22,9 @@ import numpy as np
 
 from lace_jax import diffusion
 from lace_jax import energy as energy_lib
+from lace_jax import expressions
 
 CHECKPOINT_KIND = "diffusion_2d"
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class ExpressionError(ValueError):
@@ -33,29 +32,29 @@ class ExpressionError(ValueError):
 
 
 def parse(expr: str, names) -> list[tuple[list[str], list[str]]]:
-    """`expr` → its OR-terms, each (positive names, negated names). Raises ExpressionError naming the problem."""
+    """`expr` → its OR-terms, each (positive names, negated names), read from the one expression parser
+    (`lace_jax.expressions.parse_names`). Raises ExpressionError naming the problem."""
     names = list(names)
     if not isinstance(expr, str) or not expr.strip():
         raise ExpressionError("empty expression; e.g. 'gmm & bar', 'bar | ring', 'gmm & !bar'")
+    try:
+        tree = expressions.parse_names(expr, names, what="model")
+    except ValueError as err:
+        first = str(err).splitlines()[0].rstrip(":")
+        raise ExpressionError(first if first.startswith("unknown model") else f"malformed expression: {first}") \
+            from None
     terms = []
-    pos = 0
-    for raw in expr.split("|"):
+    for term in (tree.items if isinstance(tree, expressions.Or) else (tree,)):
         pos_t, neg_t = [], []
-        for atom in raw.split("&"):
-            at = expr.find(atom, pos) if atom else pos
-            text = atom.strip()
-            negated = text.startswith("!")
-            text = text[1:].strip() if negated else text
-            if not _NAME.fullmatch(text or ""):
-                raise ExpressionError(f"malformed expression at character {at}: {expr!r} (expected a model name, "
-                                      f"'!name', '&' or '|')")
-            if text not in names:
-                raise ExpressionError(f"unknown model {text!r} in {expr!r}; trained: {', '.join(names)}")
-            (neg_t if negated else pos_t).append(text)
-            pos = at + len(atom) + 1
+        for item in (term.items if isinstance(term, expressions.And) else (term,)):
+            negated = isinstance(item, expressions.Not)
+            leaf = item.item if negated else item
+            if not isinstance(leaf, expressions.Atom):
+                raise ExpressionError(f"malformed expression {expr!r}: a product is of names and negated names "
+                                      "(no nested '|' or '!!')")
+            (neg_t if negated else pos_t).append(leaf.name)
         if not pos_t:
-            raise ExpressionError(f"{raw.strip()!r} in {expr!r} has no positive model (a negation needs one: "
-                                  f"'a & !b')")
+            raise ExpressionError(f"a term of {expr!r} has no positive model (a negation needs one: 'a & !b')")
         terms.append((pos_t, neg_t))
     return terms
 

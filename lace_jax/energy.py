@@ -33,14 +33,15 @@ precedence, `+` AND, `*` LACE OR, `-` AND NOT (LACE's scaled negation).
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 from jax.tree_util import Partial
+
+from lace_jax import expressions
+from lace_jax.expressions import syntax_error
 
 Energy = Callable[..., jax.Array]
 
@@ -520,11 +521,6 @@ def lace_sequential(attributes: Sequence[Attribute], ys, *, z_anchor, g: Callabl
 # --------------------------------------------------------------------------------------------------------------
 # Expressions
 
-def _syntax_error(expr: str, pos: int, msg: str) -> ValueError:
-    pos = max(0, min(pos, len(expr)))
-    return ValueError(f"{msg} at column {pos + 1} of expression {expr!r}:\n  {expr}\n  {' ' * pos}^")
-
-
 _LACE_OPS = "+-*"
 
 
@@ -560,22 +556,22 @@ def parse_lace(expr: str, energies: Sequence[Energy]) -> Energy:
             pos += 1
             j, c2 = peek()
             if c2.isdigit():
-                raise _syntax_error(expr, i, "LACE syntax indexes energies with single digits; found a number")
+                raise syntax_error(expr, i, "LACE syntax indexes energies with single digits; found a number")
             k = int(c)
             if k >= len(es):
-                raise _syntax_error(expr, i, f"energy index {k} out of range (there are {len(es)} energies)")
+                raise syntax_error(expr, i, f"energy index {k} out of range (there are {len(es)} energies)")
             return es[k]
         if c == "(":
             pos += 1
             v = group()
             j, c2 = peek()
             if c2 != ")":
-                raise _syntax_error(expr, j, "expected ')' to close the '(' at column " f"{i + 1}")
+                raise syntax_error(expr, j, "expected ')' to close the '(' at column " f"{i + 1}")
             pos += 1
             return v
         if c == "":
-            raise _syntax_error(expr, i, "unexpected end of expression, expected a digit or '('")
-        raise _syntax_error(expr, i, f"unexpected {c!r}, expected a digit or '('")
+            raise syntax_error(expr, i, "unexpected end of expression, expected a digit or '('")
+        raise syntax_error(expr, i, f"unexpected {c!r}, expected a digit or '('")
 
     def group():
         nonlocal pos
@@ -594,47 +590,12 @@ def parse_lace(expr: str, energies: Sequence[Energy]) -> Energy:
             return acc
 
     if not toks:
-        raise _syntax_error(expr, 0, "empty expression")
+        raise syntax_error(expr, 0, "empty expression")
     result = group()
     i, c = peek()
     if c:
-        raise _syntax_error(expr, i, f"unexpected {c!r}" + (" (no matching '(')" if c == ")" else ""))
+        raise syntax_error(expr, i, f"unexpected {c!r}" + (" (no matching '(')" if c == ")" else ""))
     return result
-
-
-_TOKEN = re.compile(r"""
-    (?P<ws>\s+)
-  | (?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)
-  | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<str>'[^']*'|"[^"]*")
-  | (?P<op>==|&&|\|\||[=&|!()])
-""", re.VERBOSE)
-_OP_ALIASES = {"==": "=", "&&": "&", "||": "|"}
-
-
-class _Tok(NamedTuple):
-    kind: str   # 'num' | 'name' | 'str' | 'op' | 'end'
-    text: str
-    pos: int
-
-
-def _tokenize(expr: str) -> list[_Tok]:
-    out, i = [], 0
-    while i < len(expr):
-        m = _TOKEN.match(expr, i)
-        if m is None:
-            raise _syntax_error(expr, i, f"unexpected character {expr[i]!r}")
-        kind = m.lastgroup
-        if kind != "ws":
-            text = m.group()
-            out.append(_Tok(kind, _OP_ALIASES.get(text, text), i))
-        i = m.end()
-    out.append(_Tok("end", "", len(expr)))
-    return out
-
-
-def _looks_like_lace(expr: str) -> bool:
-    return bool(re.fullmatch(r"[\d\s+\-*()]*\d[\d\s+\-*()]*", expr))
 
 
 def _reduce(op: Callable, items: list) -> Energy:
@@ -655,7 +616,8 @@ def parse(expr: str, attributes: Mapping[str, Attribute] | Sequence[Energy], *, 
     With a mapping `name → Attribute`: `smile=1 & (glasses=1 | !age=0.6)`; precedence `!` > `&` > `|`,
     parentheses group, `==`/`&&`/`||` are accepted as `=`/`&`/`|`. A discrete value is a class index or a class
     name (bare or quoted), a continuous value a number. `&` → `and_`, `|` → `or_op` (default `or_`), `!` →
-    `not_op` (default `lace_not`); see the module docstring for why.
+    `not_op` (default `lace_not`); see the module docstring for why. The text is parsed by
+    `lace_jax.expressions.parse` (the one parser of the language) and its tree folded into an energy.
     With a list of energies: LACE's digit syntax (`parse_lace`). Malformed input raises ValueError with the
     expression and a caret under the offending column."""
     if not isinstance(expr, str):
@@ -665,117 +627,19 @@ def parse(expr: str, attributes: Mapping[str, Attribute] | Sequence[Energy], *, 
     if not isinstance(attributes, Mapping):
         raise TypeError(f"parse: attributes must be a mapping name -> Attribute (or a list of energies for LACE's "
                         f"digit syntax), got {type(attributes).__name__}")
-    if _looks_like_lace(expr):
-        raise _syntax_error(expr, 0, "this is LACE's digit syntax, which indexes a list of energies: call "
-                                     "parse_lace(expr, energies) or parse(expr, [e0, e1, ...])")
-    for name, a in attributes.items():
-        if not isinstance(a, Attribute):
-            raise TypeError(f"parse: attributes[{name!r}] is a {type(a).__name__}, not an Attribute")
-    toks = _tokenize(expr)
-    pos = 0
+    if not expressions.looks_like_lace(expr):
+        for name, a in attributes.items():
+            if not isinstance(a, Attribute):
+                raise TypeError(f"parse: attributes[{name!r}] is a {type(a).__name__}, not an Attribute")
+    return from_tree(expressions.parse(expr, attributes), attributes, or_op=or_op, not_op=not_op)
 
-    def peek() -> _Tok:
-        return toks[pos]
 
-    def expect_op(text: str, opened_at: int | None = None) -> None:
-        nonlocal pos
-        t = peek()
-        if t.kind == "op" and t.text == text:
-            pos += 1
-            return
-        what = "end of expression" if t.kind == "end" else repr(t.text)
-        extra = f" to close the '(' at column {opened_at + 1}" if opened_at is not None else ""
-        raise _syntax_error(expr, t.pos, f"expected {text!r}{extra}, found {what}")
-
-    def p_or():
-        nonlocal pos
-        items = [p_and()]
-        while peek().kind == "op" and peek().text == "|":
-            pos += 1
-            items.append(p_and())
-        return _reduce(or_op, items)
-
-    def p_and():
-        nonlocal pos
-        items = [p_not()]
-        while peek().kind == "op" and peek().text == "&":
-            pos += 1
-            items.append(p_not())
-        return _reduce(and_, items)
-
-    def p_not():
-        nonlocal pos
-        t = peek()
-        if t.kind == "op" and t.text == "!":
-            pos += 1
-            return not_op(p_not())
-        return p_atom()
-
-    def p_atom():
-        nonlocal pos
-        t = peek()
-        if t.kind == "op" and t.text == "(":
-            pos += 1
-            v = p_or()
-            expect_op(")", t.pos)
-            return v
-        if t.kind == "name":
-            pos += 1
-            return p_term(t)
-        what = "end of expression" if t.kind == "end" else repr(t.text)
-        raise _syntax_error(expr, t.pos, f"expected an attribute condition such as 'name=value', '(' or '!', "
-                                         f"found {what}")
-
-    def p_term(name_tok: _Tok):
-        nonlocal pos
-        name = name_tok.text
-        if name not in attributes:
-            known = ", ".join(sorted(attributes)) or "none"
-            raise _syntax_error(expr, name_tok.pos, f"unknown attribute {name!r} (known attributes: {known})")
-        attr = attributes[name]
-        expect_op("=")
-        v = peek()
-        if v.kind not in ("num", "name", "str"):
-            what = "end of expression" if v.kind == "end" else repr(v.text)
-            raise _syntax_error(expr, v.pos, f"expected a value for {name!r}, found {what}")
-        pos += 1
-        return attr.energy(_value(attr, name, v))
-
-    def _value(attr: Attribute, name: str, v: _Tok):
-        if attr.kind == DISCRETE:
-            hint = f"0..{attr.num_classes - 1}" + (f" or one of {list(attr.classes)}" if attr.classes else "")
-            if v.kind == "num":
-                try:
-                    k = int(v.text)
-                except ValueError:
-                    raise _syntax_error(expr, v.pos, f"discrete attribute {name!r} needs a class index "
-                                                     f"({hint}), got {v.text}") from None
-                if not 0 <= k < attr.num_classes:
-                    raise _syntax_error(expr, v.pos, f"class index {k} out of range for discrete attribute "
-                                                     f"{name!r} (valid: {hint})")
-                return k
-            label = v.text.strip("'\"") if v.kind == "str" else v.text
-            if not attr.classes or label not in attr.classes:
-                raise _syntax_error(expr, v.pos, f"unknown class {label!r} for discrete attribute {name!r} "
-                                                 f"(valid: {hint})")
-            return attr.classes.index(label)
-        if v.kind != "num":
-            raise _syntax_error(expr, v.pos, f"continuous attribute {name!r} needs a number, got {v.text!r}")
-        y = float(v.text)
-        if not math.isfinite(y):
-            raise _syntax_error(expr, v.pos, f"value {v.text} for {name!r} is not finite")
-        if attr.value_range is not None and not attr.value_range[0] <= y <= attr.value_range[1]:
-            raise _syntax_error(expr, v.pos, f"value {y:g} out of range [{attr.value_range[0]:g}, "
-                                             f"{attr.value_range[1]:g}] for continuous attribute {name!r}")
-        return y
-
-    if peek().kind == "end":
-        raise _syntax_error(expr, 0, "empty expression")
-    result = p_or()
-    t = peek()
-    if t.kind != "end":
-        raise _syntax_error(expr, t.pos, f"unexpected {t.text!r}" + (" (no matching '(')" if t.text == ")" else ""))
-    return result
+def from_tree(tree: Any, attributes: Mapping[str, Attribute], *, or_op: Callable = or_,
+              not_op: Callable = lace_not) -> Energy:
+    """The energy of an `expressions` tree: atoms → `Attribute.energy`, `&` → `and_`, `|` → `or_op`,
+    `!` → `not_op`."""
+    return expressions.fold(tree, atom=lambda a: attributes[a.name].energy(a.value), not_=not_op,
+                            and_=lambda items: _reduce(and_, items), or_=lambda items: _reduce(or_op, items))
 
 
 __all__ = ["Energy", "DISCRETE", "CONTINUOUS", "as_pytree_callable", "zero", "gaussian_prior", "discrete",
@@ -783,4 +647,4 @@ __all__ = ["Energy", "DISCRETE", "CONTINUOUS", "as_pytree_callable", "zero", "ga
            "NOT_OPS", "not_op", "weighted",
            "tempered", "shift", "with_prior", "BatchedEnergy", "stack", "per_sample", "value", "grad",
            "value_and_grad", "Attribute", "lace_seq_weights", "lace_conditional", "lace_sequential", "parse_lace",
-           "parse"]
+           "parse", "from_tree"]

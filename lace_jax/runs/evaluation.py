@@ -29,10 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from lace_jax.runs import chunks
-from lace_jax.samplers import dispatch
 from lace_jax.runs import workflow
 from lace_jax.metrics.frechet import frechet_distance
-from lace_jax.runs.sweeps import atom_label, atoms, evaluate_tree, parse_conditions
+from lace_jax import expressions
 
 Features = Optional[Callable[[jax.Array], jax.Array]]
 
@@ -52,13 +51,12 @@ def atom_by_judge(attribute: Any, value: Any, labels: np.ndarray, tol: float = 0
 def judge_satisfied(expr: str, attributes: Mapping[str, Any], labels: Mapping[str, np.ndarray],
                     tol: float = 0.1) -> tuple[np.ndarray, dict]:
     """(bool[N] whether each image satisfies `expr` by the judge's `labels`, {"name=value": bool[N]} per atom)."""
-    tree = parse_conditions(expr, attributes)
-    table = {}
-    for name, value in atoms(tree):
+    tree = expressions.parse(expr, attributes)
+    for name, _ in expressions.atoms(tree):
         if name not in labels:
             raise ValueError(f"the judge gives no label for attribute {name!r} (it labels: {', '.join(labels)})")
-        table[atom_label(attributes, name, value)] = atom_by_judge(attributes[name], value, labels[name], tol)
-    return evaluate_tree(tree, attributes, table), table
+    return expressions.satisfied(tree, attributes,
+                                 lambda n, v: atom_by_judge(attributes[n], v, labels[n], tol))
 
 
 # --------------------------------------------------------------------------------------------------------------

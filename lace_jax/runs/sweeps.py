@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import re
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -39,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lace_jax import energy as en
+from lace_jax import expressions
 from lace_jax import records
 from lace_jax.samplers import dispatch
 
@@ -127,95 +127,7 @@ class Runner:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Success of an expression, by the classifiers (Boolean reading of `energy.parse`'s language)
-
-_TOKEN = re.compile(r"\s*(?:(?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
-                    r"|(?P<str>'[^']*'|\"[^\"]*\")|(?P<op>==|&&|\|\||[=&|!()]))")
-_ALIAS = {"==": "=", "&&": "&", "||": "|"}
-
-
-def _tokens(expr: str) -> list[tuple[str, str]]:
-    out, i = [], 0
-    while i < len(expr):
-        if expr[i].isspace():
-            i += 1
-            continue
-        m = _TOKEN.match(expr, i)
-        if m is None:
-            raise ValueError(f"unexpected character {expr[i]!r} at column {i + 1} of {expr!r}")
-        kind = m.lastgroup
-        text = m.group(kind)
-        out.append((kind, _ALIAS.get(text, text)))
-        i = m.end()
-    return out + [("end", "")]
-
-
-def parse_conditions(expr: str, attributes: Mapping[str, en.Attribute]):
-    """`expr` → a Boolean tree: ('atom', name, value) | ('not', t) | ('and', [t…]) | ('or', [t…]). The expression is
-    validated by `energy.parse` first (same language, same error messages)."""
-    en.parse(expr, attributes)
-    toks = _tokens(expr)
-    pos = 0
-
-    def peek():
-        return toks[pos]
-
-    def take():
-        nonlocal pos
-        pos += 1
-        return toks[pos - 1]
-
-    def p_or():
-        items = [p_and()]
-        while peek() == ("op", "|"):
-            take()
-            items.append(p_and())
-        return items[0] if len(items) == 1 else ("or", items)
-
-    def p_and():
-        items = [p_not()]
-        while peek() == ("op", "&"):
-            take()
-            items.append(p_not())
-        return items[0] if len(items) == 1 else ("and", items)
-
-    def p_not():
-        if peek() == ("op", "!"):
-            take()
-            return ("not", p_not())
-        if peek() == ("op", "("):
-            take()
-            t = p_or()
-            take()   # ')' (validated by energy.parse)
-            return t
-        name = take()[1]
-        take()       # '='
-        kind, text = take()
-        a = attributes[name]
-        if a.kind == en.DISCRETE:
-            if kind == "num":
-                value = int(text)
-            else:
-                value = a.classes.index(text.strip("'\""))
-        else:
-            value = float(text)
-        return ("atom", name, value)
-
-    return p_or()
-
-
-def atoms(tree) -> list[tuple[str, Any]]:
-    """The (name, value) conditions of a tree, in order of appearance, without duplicates."""
-    if tree[0] == "atom":
-        return [(tree[1], tree[2])]
-    subs = [tree[1]] if tree[0] == "not" else tree[1]
-    out = []
-    for s in subs:
-        for a in atoms(s):
-            if a not in out:
-                out.append(a)
-    return out
-
+# Success of an expression, by the classifiers (the Boolean reading of `lace_jax.expressions`)
 
 def atom_satisfied(attribute: en.Attribute, value, z: jax.Array, tol: float = 0.1) -> np.ndarray:
     """bool[B]: discrete argmax(logits) == value; continuous |f − value| < tol (NaN rows: False)."""
@@ -228,30 +140,11 @@ def atom_satisfied(attribute: en.Attribute, value, z: jax.Array, tol: float = 0.
     return sat & finite
 
 
-def atom_label(attributes: Mapping[str, en.Attribute], name: str, value) -> str:
-    """'name=value' with the class name for discrete attributes that have names."""
-    a = attributes[name]
-    if a.kind == en.DISCRETE and a.classes:
-        return f"{name}={a.classes[int(value)]}"
-    return f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
-
-
 def expression_satisfied(expr: str, attributes: Mapping[str, en.Attribute], z, tol: float = 0.1,
                          ) -> tuple[np.ndarray, dict]:
     """(bool[B] whether each latent satisfies `expr` by the classifiers, {"name=value": bool[B]} per atom)."""
-    tree = parse_conditions(expr, attributes)
-    table = {atom_label(attributes, n, v): atom_satisfied(attributes[n], v, z, tol) for n, v in atoms(tree)}
-    return evaluate_tree(tree, attributes, table), table
-
-
-def evaluate_tree(tree, attributes: Mapping[str, en.Attribute], table: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Boolean value of a `parse_conditions` tree given each atom's bool array (`table["name=value"]`)."""
-    if tree[0] == "atom":
-        return table[atom_label(attributes, tree[1], tree[2])]
-    if tree[0] == "not":
-        return ~evaluate_tree(tree[1], attributes, table)
-    parts = [evaluate_tree(t, attributes, table) for t in tree[1]]
-    return np.logical_and.reduce(parts) if tree[0] == "and" else np.logical_or.reduce(parts)
+    return expressions.satisfied(expressions.parse(expr, attributes), attributes,
+                                 lambda n, v: atom_satisfied(attributes[n], v, z, tol))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -343,5 +236,5 @@ def write(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, extra: Mapping
     return out
 
 
-__all__ = ["TRACED_OPTIONS", "expand", "settings_from_config", "Runner", "parse_conditions", "atoms", "atom_label",
-           "atom_satisfied", "expression_satisfied", "evaluate_tree", "run_sweep", "to_markdown", "write"]
+__all__ = ["TRACED_OPTIONS", "expand", "settings_from_config", "Runner",
+           "atom_satisfied", "expression_satisfied", "run_sweep", "to_markdown", "write"]

@@ -27,9 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from lace_jax import energy as en
+from lace_jax import expressions
 from lace_jax.runs import chunks
 from lace_jax.samplers import dispatch
-from lace_jax.runs.sweeps import parse_conditions
 
 # LACE's FFHQ sequential-editing regularisers (VPODE reg_z, reg_logits)
 EDIT_REG_Z = 0.04
@@ -94,11 +94,11 @@ def sample_condition(world: Any, expr: str, *, num_samples: int, seed: int = 0, 
 
 def parse_edit(world: Any, text: str) -> tuple[str, Any]:
     """An edit `name=value` → (name, value) with class names resolved; anything else is a ValueError."""
-    tree = parse_conditions(text, world.attributes)
-    if tree[0] != "atom":
+    tree = expressions.parse(text, world.attributes)
+    if not isinstance(tree, expressions.Atom):
         raise ValueError(f"an edit is one condition name=value, got {text!r} (apply several edits in order "
                          "with one --edit each)")
-    return tree[1], tree[2]
+    return tree.name, tree.value
 
 
 def edit_energy(world: Any, names: Sequence[str], targets: Sequence[Any], anchors: jax.Array, *,

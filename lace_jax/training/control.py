@@ -29,6 +29,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from lace_jax import energy
+from lace_jax.runs import evaluation
 from lace_jax.data import shapes
 from lace_jax.worlds.shapes import ASSETS, DEFAULT_SPACE, SPACES, DefaultModel, load_default
 from lace_jax.samplers.ode import sample_ode
@@ -60,6 +61,23 @@ def judge_labels(model: DefaultModel, z: jax.Array, batch: int = 64) -> dict:
     return {n: np.concatenate(v) for n, v in out.items()}
 
 
+# (row label, expression, NOT operator): every single attribute, ANDs, ORs and NOTs — LACE's bounded scaled
+# negation (the language's default `!`) next to the probabilistic complement −log(1 − p) that configs/shapes.py
+# selects (`not_op: complement`). Scored by the judge with `evaluation.judge_satisfied` (continuous: |judge − y| <
+# CONTINUOUS_TOL).
+CONDITIONS = tuple(
+    [(f"{n}={c}", f"{n}={c}", "lace") for n in shapes.DISCRETE for c in shapes.DISCRETE[n]]
+    + [(f"{n}={t}", f"{n}={t}", "lace") for n, t in (("x", 0.2), ("x", 0.8), ("size", 0.8), ("hue", 0.1))]
+    + [(e, e, "lace") for e in ("shape=circle & background=black", "shape=triangle & background=white",
+                                "shape=triangle | shape=star", "shape=square | shape=star",
+                                "background=black | background=grey")]
+    + [("!background=white [lace NOT]", "!background=white", "lace"), ("!background=white", "!background=white",
+                                                                       "complement"),
+       ("!shape=circle [lace NOT]", "!shape=circle", "lace"), ("!shape=circle", "!shape=circle", "complement"),
+       ("shape=square & !background=black", "shape=square & !background=black", "complement"),
+       ("shape=star & !background=white", "shape=star & !background=white", "complement")])
+CONTINUOUS_TOL = 0.15
+
 SIZE_FLOOR = -0.05   # the world's smallest object is size 0 (radius 4.5 px); the judge's size MAE is 0.04
 
 
@@ -82,51 +100,23 @@ def measure(model: DefaultModel, num: int = 64, seed: int = 5, sampler: dict | N
                      "classifier_space": model.classifier_space,
                      "solver": "dopri5 rtol=atol=1e-3, t 1→0" if sampler is None else json.dumps(sampler)}
 
-    def run(name, e, check):
-        r = solve(e, z0)
-        z = r.z_unchecked
-        lab = judge_labels(model, z)
+    a = model.attributes
+    for label, expr, not_name in CONDITIONS:
+        r = solve(energy.parse(expr, a, not_op=energy.not_op(not_name)), z0)
+        lab = judge_labels(model, r.z_unchecked)
         in_world = _in_world(lab)
-        results["conditions"][name] = {"lace_ode": float(np.mean(check(lab))),
-                                       "unconditional": float(np.mean(check(base))),
-                                       "lace_ode_in_world": float(np.mean(check(lab) & in_world)),
-                                       "unconditional_in_world": float(np.mean(check(base) & base_in_world)),
-                                       "in_world": float(np.mean(in_world)),
-                                       "success": float(np.mean(np.asarray(r.success))),
-                                       "mean_nfe": float(np.mean(np.asarray(r.nfe)))}
-        row = results["conditions"][name]
-        print(f"control {name}: LACE-ODE {row['lace_ode']:.3f} (in world {row['lace_ode_in_world']:.3f}) vs "
+        hit, _ = evaluation.judge_satisfied(expr, a, lab, tol=CONTINUOUS_TOL)
+        base_hit, _ = evaluation.judge_satisfied(expr, a, base, tol=CONTINUOUS_TOL)
+        results["conditions"][label] = {"lace_ode": float(np.mean(hit)), "unconditional": float(np.mean(base_hit)),
+                                        "lace_ode_in_world": float(np.mean(hit & in_world)),
+                                        "unconditional_in_world": float(np.mean(base_hit & base_in_world)),
+                                        "in_world": float(np.mean(in_world)),
+                                        "success": float(np.mean(np.asarray(r.success))),
+                                        "mean_nfe": float(np.mean(np.asarray(r.nfe)))}
+        row = results["conditions"][label]
+        print(f"control {label}: LACE-ODE {row['lace_ode']:.3f} (in world {row['lace_ode_in_world']:.3f}) vs "
               f"unconditional {row['unconditional']:.3f}, "
               f"NFE {row['mean_nfe']:.0f} ({time.time() - t0:.0f}s)", file=sys.stderr, flush=True)
-
-    a = model.attributes
-    for name in ("shape", "background"):
-        for y, cls in enumerate(shapes.DISCRETE[name]):
-            run(f"{name}={cls}", energy.discrete(a[name].fn, y), lambda lab, n=name, y=y: lab[n] == y)
-    for name, target in (("x", 0.2), ("x", 0.8), ("size", 0.8), ("hue", 0.1)):
-        run(f"{name}={target}", energy.continuous(a[name].fn, jnp.asarray([target])),
-            lambda lab, n=name, t=target: np.abs(lab[n] - t) < 0.15)
-    run("shape=circle & background=black", energy.parse("shape=circle & background=black", a),
-        lambda lab: (lab["shape"] == 1) & (lab["background"] == 0))
-    run("shape=triangle & background=white", energy.parse("shape=triangle & background=white", a),
-        lambda lab: (lab["shape"] == 2) & (lab["background"] == 2))
-    run("shape=triangle | shape=star", energy.parse("shape=triangle | shape=star", a),
-        lambda lab: (lab["shape"] == 2) | (lab["shape"] == 3))
-    run("shape=square | shape=star", energy.parse("shape=square | shape=star", a),
-        lambda lab: (lab["shape"] == 0) | (lab["shape"] == 3))
-    run("background=black | background=grey", energy.parse("background=black | background=grey", a),
-        lambda lab: lab["background"] != 2)
-    # NOT: LACE's bounded scaled negation (the language's default `!`) and the probabilistic complement
-    # −log(1 − p) that configs/shapes.py selects (`not_op: complement`)
-    comp = energy.not_op("complement")
-    run("!background=white [lace NOT]", energy.parse("!background=white", a), lambda lab: lab["background"] != 2)
-    run("!background=white", energy.parse("!background=white", a, not_op=comp), lambda lab: lab["background"] != 2)
-    run("!shape=circle [lace NOT]", energy.parse("!shape=circle", a), lambda lab: lab["shape"] != 1)
-    run("!shape=circle", energy.parse("!shape=circle", a, not_op=comp), lambda lab: lab["shape"] != 1)
-    run("shape=square & !background=black", energy.parse("shape=square & !background=black", a, not_op=comp),
-        lambda lab: (lab["shape"] == 0) & (lab["background"] != 0))
-    run("shape=star & !background=white", energy.parse("shape=star & !background=white", a, not_op=comp),
-        lambda lab: (lab["shape"] == 3) & (lab["background"] != 2))
     results["wall_s"] = time.time() - t0
     return results
 
