@@ -191,7 +191,7 @@ class Setup:
         # the generator weights are an ARGUMENT of the compiled function, not constants folded into it: closing
         # over them embedded ~100 MB of constants in the program (slow compiles, duplicated memory)
         def run(energy, z0, variables):
-            r = fn(energy, z0, **opts)
+            r = fn(None, energy, z0, **opts)
             out = (r.z, r.nfe)
             if render:
                 c = jnp.zeros((z0.shape[0], cfg.c_dim), jnp.float32)

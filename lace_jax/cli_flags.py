@@ -13,10 +13,10 @@ from typing import Any, Iterable
 
 from absl import flags
 
+from lace_jax import samplers
 from lace_jax.cli import UserError
 
 FLAGS = flags.FLAGS
-SAMPLERS = ["ode", "ode_tc", "sgld", "ula", "mala", "hmc", "uhmc", "sde"]
 
 
 def define() -> None:
@@ -36,10 +36,11 @@ def define() -> None:
     flags.DEFINE_float("reg_z", 0.04, "sequential editing: weight of ‖w − w_prev‖² + ‖z − z_prev‖² (LACE 0.04)")
     flags.DEFINE_float("reg_logits", 0.01, "sequential editing: weight of the unedited attributes' logit "
                        "distance to the previous step (LACE 0.01)")
-    flags.DEFINE_enum("sampler", None, SAMPLERS, "sampler (default: the config's, LACE's PF-ODE); ode_tc: the same "
+    flags.DEFINE_enum("sampler", None, list(samplers.NAMES), "sampler (default: the config's, LACE's PF-ODE); ode_tc: the same "
                       "PF-ODE through the time change s(t), adaptive Bosh3 at 3e-3 unless --solver/--rtol/--atol "
                       "say otherwise (≈ 2.7x fewer evaluations on the shapes model at the same judge accuracy)")
-    flags.DEFINE_enum("solver", None, ["dopri5", "tsit5", "bosh3", "heun", "euler"], "ODE solver (bosh3: ode_tc only)")
+    flags.DEFINE_enum("solver", None, list(samplers.TC_SOLVERS), "ODE solver (ode: "
+                      f"{', '.join(samplers.ODE_SOLVERS)}; ode_tc: all)")
     flags.DEFINE_float("rtol", None, "ODE relative tolerance (adaptive solvers; LACE 1e-3)")
     flags.DEFINE_float("atol", None, "ODE absolute tolerance (adaptive solvers; LACE 1e-3)")
     flags.DEFINE_integer("num_steps", None, "fixed-step ODE steps (euler/heun, default 100), or Langevin/MCMC/SDE "
@@ -133,18 +134,17 @@ def sampler_name(world: Any) -> str:
 def sampler_options(world: Any, sampler: str) -> Any:
     """`SamplerOptions` from the world's defaults (LACE's SGLD settings for sgld), overridden by set flags."""
     over = {f: getattr(FLAGS, f) for f in _OPTION_FLAGS if getattr(FLAGS, f) is not None}
-    if sampler in ("sgld", "ula", "mala", "hmc", "uhmc"):
+    if sampler in samplers.LANGEVIN:
         for k in ("num_steps", "step_size", "noise_scale"):
             if k in world.sgld and k not in over:
                 over[k] = world.sgld[k]
     if sampler == "ode_tc":
-        from lace_jax.samplers.dispatch import TC_DEFAULTS
-        for k, v in TC_DEFAULTS.items():      # unset ones from ode_tc's defaults, not from the world's ode settings
+        for k, v in samplers.TC_DEFAULTS.items():      # unset ones from ode_tc's defaults, not from the world's ode settings
             over.setdefault(k, v)
     opts = world.sampler_options(**over)
-    if sampler == "ode" and opts.solver == "bosh3":
-        raise UserError("--solver bosh3 is for --sampler ode_tc (the time-changed flow); the t-parameterised ode "
-                        "sampler takes dopri5, tsit5, heun or euler")
+    if sampler == "ode" and opts.solver not in samplers.ODE_SOLVERS:
+        raise UserError(f"--solver {opts.solver} is for --sampler ode_tc (the time-changed flow); the "
+                        f"t-parameterised ode sampler takes {', '.join(samplers.ODE_SOLVERS)}")
     if sampler == "ode_tc" and opts.solver in ("euler", "heun") and opts.num_steps is None:
         raise UserError(f"--sampler ode_tc --solver {opts.solver} needs --num_steps (fixed steps in s)")
     if opts.rtol is not None and opts.rtol <= 0 or opts.atol is not None and opts.atol <= 0:

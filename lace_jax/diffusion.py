@@ -515,10 +515,10 @@ def _annealed(target, schedule, key, sizes, damping, mass_sqrt, num, dim, method
             target_level = jnp.maximum(k - 1, 0)
         else:
             target_level = k
-        x, acc = mcmc.mcmc_level(energy_t, x, k_mcmc, method=method, num_steps=steps,
-                                 step_size=sizes[target_level], num_leapfrog=leapfrog, damping=damping,
-                                 mass_sqrt=mass_sqrt, args=(target_level,))
-        return x, (target_level, jnp.mean(acc))
+        r = mcmc.mcmc_level(k_mcmc, energy_t, x, method=method, num_steps=steps,
+                            step_size=sizes[target_level], num_leapfrog=leapfrog, damping=damping,
+                            mass_sqrt=mass_sqrt, args=(target_level,))
+        return r.z, (target_level, jnp.mean(r.acceptance_rate))
 
     ks = jnp.arange(n - 1, -1, -1)
     x, (levels, acc) = jax.lax.scan(level, x, (ks, jax.random.split(key, n)))
@@ -576,14 +576,28 @@ def compose_from_config(models: dict, comp: dict, kind: str) -> Any:
     raise ValueError(f"composition {comp.get('name')!r}: unknown op {op!r}; expected one of {sorted(COMPOSITIONS)}")
 
 
+SAMPLERS = ("reverse", "pf_ode", "ula", "uhmc", "mala", "hmc")
+
+
+def sample(key: jax.Array, method: str, target, schedule: Schedule, num: int, *, dim: int = 2,
+           **options) -> AnnealedResult:
+    """The one entry point over the diffusion-model samplers: `method` 'reverse' (`sample_reverse`), 'pf_ode'
+    (`sample_pf_ode`) or an annealed MCMC method (`sample_annealed` with `options`). Returns an
+    `AnnealedResult` (acceptance None for 'reverse' and 'pf_ode')."""
+    if method not in SAMPLERS:
+        raise ValueError(f"unknown diffusion sampler {method!r}; expected one of {', '.join(SAMPLERS)}")
+    if method in ("reverse", "pf_ode"):
+        r = (sample_reverse if method == "reverse" else sample_pf_ode)(target, schedule, key, int(num), dim=dim)
+        return AnnealedResult(r.samples, None, r.nfe)
+    return sample_annealed(target, schedule, key, int(num), method=method, dim=dim, **options)
+
+
 def sample_from_config(target, schedule: Schedule, sampler: str, config: dict, key: jax.Array, num: int):
-    """Run one named sampler of a `diffusion_2d` config's `samplers` section on a composed target.
+    """Run one named sampler of a `diffusion_2d` config's `samplers` section on a composed target (`sample`).
     Returns `(samples [num, D], acceptance [N] or None, nfe)`."""
     opts = dict(config["samplers"][sampler])
-    if sampler in ("reverse", "pf_ode"):
-        r = (sample_reverse if sampler == "reverse" else sample_pf_ode)(target, schedule, key, num)
-        return r.samples, None, r.nfe
-    sizes = step_sizes(schedule, opts.pop("small"), opts.pop("large"))
-    r = sample_annealed(target, schedule, key, num, method=sampler, step_size=sizes,
-                        ancestral=config.get("ancestral", True), **opts)
+    if sampler not in ("reverse", "pf_ode"):
+        opts["step_size"] = step_sizes(schedule, opts.pop("small"), opts.pop("large"))
+        opts["ancestral"] = config.get("ancestral", True)
+    r = sample(key, sampler, target, schedule, num, **opts)
     return r.samples, r.acceptance_rate, r.nfe

@@ -159,17 +159,12 @@ def sample_w(target: Any, model: diffusion.DiffusionModel, stats: Standardizer, 
     reverse diffusion with the target's score), 'pf_ode' (its deterministic probability-flow ODE) or an annealed
     MCMC method of `diffusion.sample_annealed`."""
     t0 = time.time()
-    dim = int(model.net.x_dim)
-    if method in ("reverse", "pf_ode"):
-        fn = diffusion.sample_reverse if method == "reverse" else diffusion.sample_pf_ode
-        r = fn(target, model.schedule, key, int(num), dim=dim)
-        x, nfe, acc = r.samples, r.nfe, None
-    else:
-        r = diffusion.sample_annealed(target, model.schedule, key, int(num), method=method,
-                                      steps_per_level=steps_per_level, step_size=step_size,
-                                      num_leapfrog=num_leapfrog, damping=damping, ancestral=ancestral, dim=dim)
-        x, nfe = r.samples, r.nfe
-        acc = float(np.nanmean(np.asarray(r.acceptance_rate))) if method in diffusion.MH_METHODS else None
+    opts = {} if method in ("reverse", "pf_ode") else dict(
+        steps_per_level=steps_per_level, step_size=step_size, num_leapfrog=num_leapfrog, damping=damping,
+        ancestral=ancestral)
+    r = diffusion.sample(key, method, target, model.schedule, int(num), dim=int(model.net.x_dim), **opts)
+    x, nfe = r.samples, r.nfe
+    acc = float(np.nanmean(np.asarray(r.acceptance_rate))) if method in diffusion.MH_METHODS else None
     w = np.asarray(stats.to_w(x))
     return WSampleResult(w=w, nfe=int(nfe), acceptance=acc, seconds=time.time() - t0)
 

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lace_jax.samplers import timechange as tc
+from lace_jax.samplers import VP
 from lace_jax.training import control
 
 
@@ -15,7 +15,7 @@ def _quadratic(a):
 def test_make_solve_lace_and_time_changed_agree_with_the_closed_form():
     a = np.array([0.1, 0.4, 1.0], np.float32)
     z0 = jnp.asarray(np.random.default_rng(2).standard_normal((4, 3)).astype(np.float32))
-    exact = np.exp(-a * tc.s_of_t(0.0)) * np.asarray(z0)
+    exact = np.exp(-a * VP.s_of_t(0.0)) * np.asarray(z0)
     lace = control.make_solve(None)(_quadratic(a), z0)
     fast = control.make_solve({"kind": "tc", "solver": "bosh3", "rtol": 3e-3, "atol": 3e-3})(_quadratic(a), z0)
     np.testing.assert_allclose(np.asarray(lace.z_unchecked), exact, atol=5e-3)

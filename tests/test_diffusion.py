@@ -161,8 +161,8 @@ def test_mh_kernels_leave_a_bimodal_target_invariant(method):
     n = 4000
     x0 = target.sample(jax.random.PRNGKey(5), n)
     step = 0.1 if method == "mala" else 0.3
-    x, acc = mcmc.mcmc_level(target.energy, x0, jax.random.PRNGKey(6), method=method, num_steps=20,
-                             step_size=step, num_leapfrog=3, args=(0,))
+    x, acc, _ = mcmc.mcmc_level(jax.random.PRNGKey(6), target.energy, x0, method=method, num_steps=20,
+                                step_size=step, num_leapfrog=3, args=(0,))
     x0, x = np.asarray(x0, np.float64), np.asarray(x, np.float64)
     assert 0.3 < float(jnp.mean(acc)) < 1.0
     se = np.sqrt(2.0) * x0.std(0) / np.sqrt(n)  # two (correlated) sample means

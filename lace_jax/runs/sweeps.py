@@ -96,7 +96,7 @@ class Runner:
 
     def _fn(self, sampler, static, cond, z0, key, traced):
         self.traces += 1
-        return dispatch.run(sampler, cond, z0, key, dataclasses.replace(static, **traced))
+        return dispatch.run(key, sampler, cond, z0, dataclasses.replace(static, **traced))
 
     @staticmethod
     def split(options: dispatch.SamplerOptions) -> tuple[dispatch.SamplerOptions, dict]:

@@ -1,12 +1,13 @@
 """Helpers shared by the samplers: batched energy values/gradients and input checks."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
 from lace_jax import energy as energy_lib
+from lace_jax.samplers._dopri5_compat import RESULT_NONFINITE
 
 
 def check_batch(z0, name: str = "z0") -> jax.Array:
@@ -35,3 +36,28 @@ def split_for_vmap(energy: Any) -> tuple[Any, Any]:
     if isinstance(energy, energy_lib.BatchedEnergy):
         return energy.energy, energy._in_axes()
     return energy, None
+
+
+BATCH_MODES = ("joint", "independent")
+
+
+class ODEResult(NamedTuple):
+    """PF-ODE result. Per-sample fields are `[B]`; in joint mode the solver statistics repeat on every row."""
+    z: jax.Array             # [B, D] z(t_end); NaN rows where success is False
+    success: jax.Array       # [B] bool
+    result: jax.Array        # [B] int32: Diffrax result code (0 successful, 1 max steps, …), 100 = non-finite
+    nfe: jax.Array           # [B] int32 drift evaluations (per sample; joint: of the whole batch)
+    num_accepted: jax.Array  # [B] int32
+    num_rejected: jax.Array  # [B] int32
+    z_unchecked: jax.Array   # [B, D] the end state without masking
+    t_evals: Optional[jax.Array] = None  # compat only: [2 + 6·max_steps] float32 evaluation times, NaN-padded
+
+
+def finish_ode(z, result, nfe, acc, rej, t_evals=None) -> ODEResult:
+    """An `ODEResult` whose failed rows (non-zero result, or a non-finite end state) are NaN in `z`."""
+    finite = jnp.all(jnp.isfinite(z), axis=-1)
+    result = jnp.where((result == 0) & ~finite, RESULT_NONFINITE, result).astype(jnp.int32)
+    success = result == 0
+    z_masked = jnp.where(success[:, None], z, jnp.nan)
+    return ODEResult(z_masked, success, result, nfe.astype(jnp.int32), acc.astype(jnp.int32),
+                     rej.astype(jnp.int32), z, t_evals)

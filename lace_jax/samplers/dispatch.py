@@ -13,14 +13,11 @@ import jax
 import jax.numpy as jnp
 
 from lace_jax import energy as en
+from lace_jax.samplers import _solvers, langevin, mcmc, ode, sde, timechange
 
-SAMPLERS = ("ode", "ode_tc", "sgld", "ula", "mala", "hmc", "uhmc", "sde")
-ODE_SOLVERS = ("dopri5", "tsit5", "heun", "euler")
-TC_SOLVERS = ("bosh3", "dopri5", "tsit5", "heun", "euler")
 # `ode_tc`'s settings where the caller sets none: the same PF-ODE as `ode`, solved as the autonomous gradient flow
-# dz/ds = −∇E_cond(z) (samplers/timechange.py) with adaptive Bosh3 at 3e-3. On the (first) shapes model it kept
-# LACE's judge accuracy (0.949 vs 0.947 mean over 22 conditions, 64 samples each) with 132 instead of 353 mean NFE;
-# on the benchmark's CIFAR-10 setup 16 instead of 26-32 (docs/performance.md).
+# dz/ds = −∇E_cond(z) (samplers/timechange.py) with adaptive Bosh3 at 3e-3 (measured against LACE's settings in
+# docs/performance.md).
 TC_DEFAULTS = {"solver": "bosh3", "rtol": 3e-3, "atol": 3e-3}
 
 
@@ -52,76 +49,94 @@ class SamplerOptions:
 class SampleOutput(NamedTuple):
     z: jax.Array          # [B, D]; rows whose solve failed are NaN (never pass them on as samples)
     success: jax.Array    # [B] bool
-    stats: dict           # per-sampler statistics (arrays), JSON-able with lace_jax.records.to_jsonable
+    stats: dict           # per-sampler statistics (arrays; `nfe` always), JSON-able with records.to_jsonable
+    z_unchecked: Any = None  # [B, D] the end state before failed rows were masked (for diagnostics)
+
+    @property
+    def nfe(self) -> jax.Array:
+        """Energy-gradient (drift) evaluations: per sample [B] for the ODEs, a scalar for fixed-step samplers."""
+        return self.stats["nfe"]
 
 
-def run(sampler: str, cond_energy: Any, z0: jax.Array, key: jax.Array, options: SamplerOptions) -> SampleOutput:
-    """Sample from `exp(−½‖z‖² − cond_energy(z))` starting at `z0[B, D]` with the named sampler."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
-    full = en.with_prior(cond_energy)
-    if sampler == "ode":
-        return _run_ode(cond_energy, z0, options)
-    if sampler == "ode_tc":
-        return _run_ode_tc(cond_energy, z0, options)
-    if sampler == "sde":
-        from lace_jax.samplers import sde
-        res = sde.sample_vpsde_pc(cond_energy, z0, key, num_steps=options.num_steps or 100, snr=options.snr,
-                                  corrector_steps=options.corrector_steps, t_end=options.t_end or 1e-3)
-        return _finish(res.z, {"nfe": res.nfe})
-    if sampler in ("sgld", "ula"):
-        from lace_jax.samplers import langevin
-        if sampler == "sgld":
-            res = langevin.sample_sgld(full, z0, key, num_steps=options.langevin_steps(),
-                                       step_size=options.step_size, noise_scale=options.noise_scale)
-        else:
-            res = langevin.sample_ula(full, z0, key, num_steps=options.langevin_steps(), step_size=options.step_size)
-        return _finish(res.z, {"nfe": res.num_grad_evals})
-    from lace_jax.samplers import mcmc
-    z, acc = mcmc.mcmc_level(full, z0, key, method=sampler, num_steps=options.langevin_steps(),
-                             step_size=options.step_size, num_leapfrog=options.num_leapfrog,
-                             damping=options.damping)
-    per_step = options.num_leapfrog if sampler in ("hmc", "uhmc") else 1
-    return _finish(z, {"nfe": jnp.asarray(options.langevin_steps() * per_step + 1), "acceptance_rate": acc})
-
-
-def _run_ode(cond_energy: Any, z0: jax.Array, options: SamplerOptions) -> SampleOutput:
-    from lace_jax.samplers import ode
-    if options.solver not in ODE_SOLVERS:
-        raise ValueError(f"unknown ODE solver {options.solver!r}; expected one of {', '.join(ODE_SOLVERS)}")
+def _ode(key, cond_energy, z0, options: SamplerOptions) -> SampleOutput:
+    _solvers.get(options.solver, _solvers.ODE_SOLVERS)
     num_steps = options.num_steps
-    if options.solver in ("euler", "heun") and num_steps is None:
+    if not _solvers.SOLVERS[options.solver].adaptive and num_steps is None:
         num_steps = 100   # LACE's Euler: step 0.01 over [0, 1]
-    res = ode.sample_ode(cond_energy, z0, solver=options.solver, rtol=options.rtol, atol=options.atol,
+    res = ode.sample_ode(key, cond_energy, z0, solver=options.solver, rtol=options.rtol, atol=options.atol,
                          num_steps=num_steps, t_end=options.t_end, batch_mode=options.batch_mode,
                          max_steps=options.max_steps, torchdiffeq_compat=options.torchdiffeq_compat)
-    stats = {k: v for k, v in res._asdict().items() if k not in ("z", "success", "z_unchecked", "t_evals")}
-    z = jnp.where(res.success[:, None], res.z, jnp.nan)
-    return SampleOutput(z, res.success, stats)
+    return _from_ode(res)
 
 
-def _run_ode_tc(cond_energy: Any, z0: jax.Array, options: SamplerOptions) -> SampleOutput:
+def _ode_tc(key, cond_energy, z0, options: SamplerOptions) -> SampleOutput:
     """LACE's PF-ODE from t = 1 to `options.t_end` through the time change s(t) (an autonomous flow): same end
     point as `ode` up to the solver's tolerance, usually far fewer evaluations."""
-    from lace_jax.samplers import timechange
-    if options.solver not in TC_SOLVERS:
-        raise ValueError(f"unknown solver {options.solver!r} for ode_tc; expected one of {', '.join(TC_SOLVERS)}")
+    _solvers.get(options.solver, _solvers.TC_SOLVERS, what="solver")
     if options.torchdiffeq_compat:
         raise ValueError("torchdiffeq_compat is a setting of the 'ode' sampler, not of 'ode_tc'")
-    num_steps = options.num_steps if options.solver in ("euler", "heun") else None
-    if options.solver in ("euler", "heun") and num_steps is None:
+    fixed = not _solvers.SOLVERS[options.solver].adaptive
+    if fixed and options.num_steps is None:
         raise ValueError(f"ode_tc with the fixed-step solver {options.solver!r} needs num_steps")
-    res = timechange.sample_ode_timechange(cond_energy, z0, t_end=options.t_end, solver=options.solver,
+    res = timechange.sample_ode_timechange(key, cond_energy, z0, t_end=options.t_end, solver=options.solver,
                                            rtol=options.rtol, atol=options.atol, batch_mode=options.batch_mode,
-                                           num_steps=num_steps, max_steps=options.max_steps)
+                                           num_steps=options.num_steps if fixed else None,
+                                           max_steps=options.max_steps)
+    return _from_ode(res)
+
+
+def _from_ode(res: ode.ODEResult) -> SampleOutput:
     stats = {k: v for k, v in res._asdict().items() if k not in ("z", "success", "z_unchecked", "t_evals")}
     z = jnp.where(res.success[:, None], res.z, jnp.nan)
-    return SampleOutput(z, res.success, stats)
+    return SampleOutput(z, res.success, stats, res.z_unchecked)
+
+
+def _sde(key, cond_energy, z0, options: SamplerOptions) -> SampleOutput:
+    res = sde.sample_vpsde_pc(key, cond_energy, z0, num_steps=options.num_steps or 100, snr=options.snr,
+                              corrector_steps=options.corrector_steps, t_end=options.t_end or 1e-3)
+    return _finish(res.z, {"nfe": res.nfe})
+
+
+def _sgld(key, cond_energy, z0, options: SamplerOptions) -> SampleOutput:
+    res = langevin.sample_sgld(key, en.with_prior(cond_energy), z0, num_steps=options.langevin_steps(),
+                               step_size=options.step_size, noise_scale=options.noise_scale)
+    return _finish(res.z, {"nfe": res.nfe})
+
+
+def _ula(key, cond_energy, z0, options: SamplerOptions) -> SampleOutput:
+    res = langevin.sample_ula(key, en.with_prior(cond_energy), z0, num_steps=options.langevin_steps(),
+                              step_size=options.step_size)
+    return _finish(res.z, {"nfe": res.nfe})
+
+
+def _mcmc(method: str):
+    def run_mcmc(key, cond_energy, z0, options: SamplerOptions) -> SampleOutput:
+        res = mcmc.mcmc_level(key, en.with_prior(cond_energy), z0, method=method,
+                              num_steps=options.langevin_steps(), step_size=options.step_size,
+                              num_leapfrog=options.num_leapfrog, damping=options.damping)
+        return _finish(res.z, {"nfe": res.nfe, "acceptance_rate": res.acceptance_rate})
+    return run_mcmc
+
+
+# name → implementation `(key, cond_energy, z0, options) -> SampleOutput`; the names the CLIs accept.
+SAMPLERS = {"ode": _ode, "ode_tc": _ode_tc, "sgld": _sgld, "ula": _ula, "mala": _mcmc("mala"),
+            "hmc": _mcmc("hmc"), "uhmc": _mcmc("uhmc"), "sde": _sde}
+NAMES = tuple(SAMPLERS)
+LANGEVIN = ("sgld", "ula", "mala", "hmc", "uhmc")   # samplers that take LACE's SGLD settings
+
+
+def run(key: jax.Array, sampler: str, cond_energy: Any, z0: jax.Array, options: SamplerOptions) -> SampleOutput:
+    """Sample from `exp(−½‖z‖² − cond_energy(z))` starting at `z0[B, D]` with the named sampler. Callers always
+    pass the *conditional* energy: the PF-ODE and the VP-SDE take it as it is (LACE's ODE: the prior's
+    contribution cancels), Langevin and MCMC samplers get the prior added here."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; expected one of {', '.join(NAMES)}")
+    return SAMPLERS[sampler](key, cond_energy, z0, options)
 
 
 def _finish(z: jax.Array, stats: dict) -> SampleOutput:
     success = jnp.all(jnp.isfinite(z), axis=-1)
-    return SampleOutput(jnp.where(success[:, None], z, jnp.nan), success, stats)
+    return SampleOutput(jnp.where(success[:, None], z, jnp.nan), success, stats, z)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -146,7 +161,7 @@ def sampler_fn(sampler: str, options: Any, latent_dim: int, *,
         else:
             z0 = jnp.reshape(init_for_index(params, index), (1, int(latent_dim))).astype(jnp.float32)
         energy = params if energy_for_index is None else energy_for_index(params, index)
-        out = run(sampler, energy, z0, k_run, options)
+        out = run(k_run, sampler, energy, z0, options)
         stats = {}
         for name, v in out.stats.items():
             v = jnp.asarray(v)
@@ -168,7 +183,6 @@ def joint_ode_fn(options: Any, latent_dim: int, *,
     samples (per-sample targets or anchors), of which the chunk's rows are taken. `init_for_indices(params,
     indices) -> z0[B, D]` replaces the N(0, I) starts (sequential editing). `sampler`: 'ode' or 'ode_tc' (the
     time-changed flow, `run`)."""
-    from lace_jax import energy as en
     if sampler not in ("ode", "ode_tc"):
         raise ValueError(f"joint_ode_fn: sampler must be 'ode' or 'ode_tc', got {sampler!r}")
     if getattr(options, "batch_mode", "joint") != "joint":
@@ -181,7 +195,7 @@ def joint_ode_fn(options: Any, latent_dim: int, *,
         else:
             z0 = jnp.asarray(init_for_indices(params, indices), jnp.float32)
         energy = params.take(indices) if isinstance(params, en.BatchedEnergy) else params
-        out = run(sampler, energy, z0, keys[0], options)
+        out = run(keys[0], sampler, energy, z0, options)
         stats = {n: jnp.broadcast_to(jnp.asarray(v), (z0.shape[0],)) for n, v in out.stats.items()
                  if jnp.size(v) in (1, z0.shape[0])}
         return out.z, out.success, stats

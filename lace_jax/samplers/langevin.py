@@ -20,16 +20,22 @@ from lace_jax.samplers._common import check_batch, grad
 class LangevinResult(NamedTuple):
     z: jax.Array                      # [B, D] final samples
     trajectory: Optional[jax.Array]   # [K + 1, B, D] (init + every step) if requested, else None
-    num_grad_evals: jax.Array         # scalar int32: K
+    nfe: jax.Array                    # scalar int32: K gradient evaluations
+
+
+def langevin_update(z: jax.Array, grad_e: jax.Array, noise: jax.Array, step_size, noise_scale) -> jax.Array:
+    """The Langevin update `z + (−η∇E + s·noise)` given the gradient (the increment is formed first, as LACE).
+    ULA is this rule with s = √(2η) (`sample_ula` here, `mcmc.ula_step` in annealed chains)."""
+    inc = jnp.asarray(step_size, jnp.float32) * -grad_e + jnp.asarray(noise_scale, jnp.float32) * noise
+    return z + inc
 
 
 def sgld_step(energy: Any, z: jax.Array, noise: jax.Array, step_size, noise_scale, *args) -> jax.Array:
     """One SGLD step `z + (−η∇E(z) + s·noise)` on a batch `z[B, D]` with given `noise[B, D]`."""
-    inc = jnp.asarray(step_size, jnp.float32) * -grad(energy, z, *args) + jnp.asarray(noise_scale, jnp.float32) * noise
-    return z + inc
+    return langevin_update(z, grad(energy, z, *args), noise, step_size, noise_scale)
 
 
-def sample_sgld(energy: Any, z0: jax.Array, key: Optional[jax.Array] = None, *, num_steps: Optional[int] = None,
+def sample_sgld(key: Optional[jax.Array], energy: Any, z0: jax.Array, *, num_steps: Optional[int] = None,
                 step_size=0.01, noise_scale=0.01, noise: Optional[jax.Array] = None,
                 return_trajectory: bool = False, args: tuple = ()) -> LangevinResult:
     """LACE SGLD for `num_steps` (static) steps from `z0[B, D]`. Noise: `noise[K, B, D]` if given (then `key` may
@@ -57,10 +63,10 @@ def sample_sgld(energy: Any, z0: jax.Array, key: Optional[jax.Array] = None, *, 
     return LangevinResult(z, traj, jnp.asarray(int(num_steps), jnp.int32))
 
 
-def sample_ula(energy: Any, z0: jax.Array, key: Optional[jax.Array] = None, *, num_steps: Optional[int] = None,
+def sample_ula(key: Optional[jax.Array], energy: Any, z0: jax.Array, *, num_steps: Optional[int] = None,
                step_size=0.01, noise: Optional[jax.Array] = None, return_trajectory: bool = False,
                args: tuple = ()) -> LangevinResult:
     """Unadjusted Langevin: SGLD with noise scale √(2η)."""
     s = jnp.sqrt(2.0 * jnp.asarray(step_size, jnp.float32))
-    return sample_sgld(energy, z0, key, num_steps=num_steps, step_size=step_size, noise_scale=s, noise=noise,
+    return sample_sgld(key, energy, z0, num_steps=num_steps, step_size=step_size, noise_scale=s, noise=noise,
                        return_trajectory=return_trajectory, args=args)

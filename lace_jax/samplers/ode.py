@@ -30,44 +30,21 @@ itself: counted, its selection adds no evaluation of the energy here); heun 2·s
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple, Optional
+from typing import Any, Optional
 
 import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lace_jax.samplers import _dopri5_compat
-from lace_jax.samplers._common import check_batch, grad, split_for_vmap
-
-BETA_MIN, BETA_MAX = 0.1, 20.0
-SOLVERS = {"dopri5": diffrax.Dopri5, "tsit5": diffrax.Tsit5, "heun": diffrax.Heun, "euler": diffrax.Euler}
-_FSAL = {"dopri5", "tsit5"}
-_EVALS_PER_STEP = {"dopri5": 6, "tsit5": 6, "heun": 2, "euler": 1}
-BATCH_MODES = ("joint", "independent")
-RESULT_NONFINITE = _dopri5_compat.RESULT_NONFINITE
+from lace_jax.samplers import _dopri5_compat, _solvers
+from lace_jax.samplers._common import BATCH_MODES, ODEResult, check_batch, finish_ode, grad, split_for_vmap
+from lace_jax.samplers.schedule import VP, VPSchedule
 
 
-class ODEResult(NamedTuple):
-    """PF-ODE result. Per-sample fields are `[B]`; in joint mode the solver statistics repeat on every row."""
-    z: jax.Array             # [B, D] z(t_end); NaN rows where success is False
-    success: jax.Array       # [B] bool
-    result: jax.Array        # [B] int32: Diffrax result code (0 successful, 1 max steps, …), 100 = non-finite
-    nfe: jax.Array           # [B] int32 drift evaluations (per sample; joint: of the whole batch)
-    num_accepted: jax.Array  # [B] int32
-    num_rejected: jax.Array  # [B] int32
-    z_unchecked: jax.Array   # [B, D] the end state without masking
-    t_evals: Optional[jax.Array] = None  # compat only: [2 + 6·max_steps] float32 evaluation times, NaN-padded
-
-
-def beta(t, beta_min: float = BETA_MIN, beta_max: float = BETA_MAX) -> jax.Array:
-    """β(t) = β_min + t(β_max − β_min) (LACE `VPODE`)."""
-    return beta_min + t * (beta_max - beta_min)
-
-
-def vp_drift(energy: Any, z: jax.Array, t, beta_min: float = BETA_MIN, beta_max: float = BETA_MAX) -> jax.Array:
+def vp_drift(energy: Any, z: jax.Array, t, schedule: VPSchedule = VP) -> jax.Array:
     """LACE's PF-ODE drift for a batch `z[B, D]` at time t: `½β(t)∇E_cond(z)`."""
-    return 0.5 * beta(t, beta_min, beta_max) * grad(energy, z)
+    return 0.5 * schedule.beta(t) * grad(energy, z)
 
 
 def fixed_grid(t_start: float, t_end: float, *, step_size: Optional[float] = None,
@@ -92,27 +69,27 @@ def fixed_grid(t_start: float, t_end: float, *, step_size: Optional[float] = Non
 
 
 def _vf_batch(s, z, args):
-    energy, bmin, bmax = args
+    energy, sched = args
     t = -s
-    return -(0.5 * beta(t, bmin, bmax) * grad(energy, z))
+    return -(0.5 * sched.beta(t) * grad(energy, z))
 
 
 def _vf_single(s, z, args):
-    energy, bmin, bmax = args
+    energy, sched = args
     t = -s
-    return -(0.5 * beta(t, bmin, bmax) * jax.grad(energy)(z))
+    return -(0.5 * sched.beta(t) * jax.grad(energy)(z))
 
 
 def _vf_batch_diffused(s, z, args):
-    energy, bmin, bmax = args
+    energy, sched = args
     t = -s
-    return -(-0.5 * beta(t, bmin, bmax) * (z - grad(energy, z, t)))
+    return -(-0.5 * sched.beta(t) * (z - grad(energy, z, t)))
 
 
 def _vf_single_diffused(s, z, args):
-    energy, bmin, bmax = args
+    energy, sched = args
     t = -s
-    return -(-0.5 * beta(t, bmin, bmax) * (z - jax.grad(energy)(z, t)))
+    return -(-0.5 * sched.beta(t) * (z - jax.grad(energy)(z, t)))
 
 
 def _diffrax_solve(vf, y0, args, *, solver: str, s0: float, s1: float, grid, rtol, atol, dt0, max_steps):
@@ -123,39 +100,37 @@ def _diffrax_solve(vf, y0, args, *, solver: str, s0: float, s1: float, grid, rto
     else:
         controller = diffrax.PIDController(rtol=rtol, atol=atol)
         dt0_ = dt0
-    sol = diffrax.diffeqsolve(term, SOLVERS[solver](), s0, s1, dt0_, y0, args=args,
+    sol = diffrax.diffeqsolve(term, _solvers.SOLVERS[solver].cls(), s0, s1, dt0_, y0, args=args,
                               saveat=diffrax.SaveAt(t1=True), stepsize_controller=controller,
                               max_steps=max_steps, throw=False)
-    steps = jnp.asarray(sol.stats["num_steps"], jnp.int32)
-    nfe = _EVALS_PER_STEP[solver] * steps
-    if solver in _FSAL:
-        nfe = nfe + 1
+    nfe = _solvers.nfe(solver, jnp.asarray(sol.stats["num_steps"], jnp.int32))
     return (sol.ys[0], jnp.asarray(sol.result._value, jnp.int32), nfe,
             jnp.asarray(sol.stats["num_accepted_steps"], jnp.int32),
             jnp.asarray(sol.stats["num_rejected_steps"], jnp.int32))
 
 
-def sample_ode(energy: Any, z0: jax.Array, *, t_start: float = 1.0, t_end: float = 0.0, solver: str = "dopri5",
-               rtol: float = 1e-3, atol: float = 1e-3, step_size: Optional[float] = None,
+def sample_ode(key: Optional[jax.Array], energy: Any, z0: jax.Array, *, t_start: float = 1.0, t_end: float = 0.0,
+               solver: str = "dopri5", rtol: float = 1e-3, atol: float = 1e-3, step_size: Optional[float] = None,
                num_steps: Optional[int] = None, dt0: Optional[float] = None, max_steps: int = 4096,
-               batch_mode: str = "joint", torchdiffeq_compat: bool = False, beta_min: float = BETA_MIN,
-               beta_max: float = BETA_MAX, drift: str = "lace") -> ODEResult:
-    """Solve LACE's PF-ODE from `z0[B, D]` at t_start down to t_end (see the module docstring).
+               batch_mode: str = "joint", torchdiffeq_compat: bool = False, schedule: VPSchedule = VP,
+               drift: str = "lace") -> ODEResult:
+    """Solve LACE's PF-ODE from `z0[B, D]` at t_start down to t_end (see the module docstring). `key` is
+    unused (the solve is deterministic; it is there so every sampler is called `sampler(key, energy, z0, …)`).
     `drift="lace"`: `energy` is the conditional energy E_cond(z), drift ½β∇E_cond (LACE). `drift="diffused"`:
     `energy` is the FULL energy of the VP-diffused density, called `energy(z, t)`, and the drift is the exact
     VP probability flow −½β(t)(z − ∇_z E(z, t)) (then N(0, I) at t = 1 is carried to exp(−E(·, t_end))).
     Static: t_start, t_end, solver, step options, max_steps, batch_mode, compat flag. rtol/atol may be traced
     (Diffrax's controller only does arithmetic with them; tests/test_sweeps.py checks identical results). Traced: energy
     (its leaves: weights, targets), z0 — so one jit serves new attribute values, weights and inputs."""
+    del key
     z0 = check_batch(z0)
-    if solver not in SOLVERS:
-        raise ValueError(f"unknown ODE solver {solver!r}; expected one of {tuple(SOLVERS)}")
+    _solvers.get(solver, _solvers.ODE_SOLVERS)
     if batch_mode not in BATCH_MODES:
         raise ValueError(f"unknown batch_mode {batch_mode!r}; expected one of {BATCH_MODES}")
     if not float(t_start) > float(t_end):
         raise ValueError(f"sample_ode integrates downwards: need t_start > t_end, got {t_start} and {t_end}")
     fixed = step_size is not None or num_steps is not None
-    if solver in ("heun", "euler") and not fixed:
+    if not _solvers.SOLVERS[solver].adaptive and not fixed:
         raise ValueError(f"solver {solver!r} is fixed-step here: give step_size or num_steps")
     if drift not in ("lace", "diffused"):
         raise ValueError(f"unknown drift {drift!r}; expected 'lace' or 'diffused'")
@@ -164,7 +139,7 @@ def sample_ode(energy: Any, z0: jax.Array, *, t_start: float = 1.0, t_end: float
     if int(max_steps) < 1:
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
     b = z0.shape[0]
-    bmin, bmax = jnp.float32(beta_min), jnp.float32(beta_max)
+    sched = VPSchedule(jnp.float32(schedule.beta_min), jnp.float32(schedule.beta_max))
 
     if torchdiffeq_compat:
         if solver != "dopri5" or fixed or batch_mode != "joint":
@@ -172,12 +147,12 @@ def sample_ode(energy: Any, z0: jax.Array, *, t_start: float = 1.0, t_end: float
                              "(solver='dopri5', batch_mode='joint', no step_size/num_steps)")
 
         def func(t, z, e):
-            return 0.5 * beta(t, bmin, bmax) * grad(e, z)
+            return 0.5 * sched.beta(t) * grad(e, z)
 
         r = _dopri5_compat.dopri5_torchdiffeq(func, z0, float(t_start), float(t_end), energy, rtol=rtol,
                                               atol=atol, max_steps=int(max_steps))
-        return _finish(r.z, jnp.full((b,), r.result), jnp.full((b,), r.nfe), jnp.full((b,), r.num_accepted),
-                       jnp.full((b,), r.num_rejected), t_evals=r.t_evals)
+        return finish_ode(r.z, jnp.full((b,), r.result), jnp.full((b,), r.nfe), jnp.full((b,), r.num_accepted),
+                          jnp.full((b,), r.num_rejected), t_evals=r.t_evals)
 
     s0, s1 = -float(np.float32(t_start)), -float(np.float32(t_end))
     grid = fixed_grid(t_start, t_end, step_size=step_size, num_steps=num_steps) if fixed else None
@@ -187,25 +162,16 @@ def sample_ode(energy: Any, z0: jax.Array, *, t_start: float = 1.0, t_end: float
 
     if batch_mode == "joint":
         vf = _vf_batch if drift == "lace" else _vf_batch_diffused
-        z, res, nfe, acc, rej = _diffrax_solve(vf, z0, (energy, bmin, bmax), **kw)
+        z, res, nfe, acc, rej = _diffrax_solve(vf, z0, (energy, sched), **kw)
         full = lambda x: jnp.full((b,), x)
-        return _finish(z, full(res), full(nfe), full(acc), full(rej))
+        return finish_ode(z, full(res), full(nfe), full(acc), full(rej))
 
     tree, axes = split_for_vmap(energy)
 
     vf1 = _vf_single if drift == "lace" else _vf_single_diffused
 
     def one(e, z):
-        return _diffrax_solve(vf1, z, (e, bmin, bmax), **kw)
+        return _diffrax_solve(vf1, z, (e, sched), **kw)
 
     z, res, nfe, acc, rej = jax.vmap(one, in_axes=(axes, 0))(tree, z0)
-    return _finish(z, res, nfe, acc, rej)
-
-
-def _finish(z, result, nfe, acc, rej, t_evals=None) -> ODEResult:
-    finite = jnp.all(jnp.isfinite(z), axis=-1)
-    result = jnp.where((result == 0) & ~finite, RESULT_NONFINITE, result).astype(jnp.int32)
-    success = result == 0
-    z_masked = jnp.where(success[:, None], z, jnp.nan)
-    return ODEResult(z_masked, success, result, nfe.astype(jnp.int32), acc.astype(jnp.int32),
-                     rej.astype(jnp.int32), z, t_evals)
+    return finish_ode(z, res, nfe, acc, rej)

@@ -27,8 +27,7 @@ import jax.numpy as jnp
 
 from lace_jax import energy as energy_lib
 from lace_jax.samplers._common import check_batch, grad
-
-BETA_MIN, BETA_MAX = 0.1, 20.0
+from lace_jax.samplers.schedule import VP, VPSchedule
 
 
 class SDEResult(NamedTuple):
@@ -41,9 +40,9 @@ def _score(energy, x, t, time_dependent):
     return -(grad(energy, x, t) if time_dependent else grad(energy, x))
 
 
-def sample_sde_pc(energy: Any, z0: jax.Array, key: jax.Array, *, num_steps: int = 1000, t_start: float = 1.0,
+def sample_sde_pc(key: jax.Array, energy: Any, z0: jax.Array, *, num_steps: int = 1000, t_start: float = 1.0,
                   t_end: float = 1e-3, snr=0.16, n_corrector: int = 1, time_dependent: bool = False,
-                  denoise: bool = True, beta_min=BETA_MIN, beta_max=BETA_MAX) -> SDEResult:
+                  denoise: bool = True, schedule: VPSchedule = VP) -> SDEResult:
     """Predictor–corrector sampling of the VP reverse SDE from `z0[B, D]` (≈ N(0, I) at t_start) down to t_end.
     Static: `num_steps`, `n_corrector`, `time_dependent`, `denoise`; `snr`, β and the energy are traced."""
     z0 = check_batch(z0)
@@ -52,8 +51,8 @@ def sample_sde_pc(energy: Any, z0: jax.Array, key: jax.Array, *, num_steps: int 
         raise ValueError(f"sample_sde_pc: num_steps must be >= 1, got {num_steps}")
     if int(n_corrector) < 0:
         raise ValueError(f"sample_sde_pc: n_corrector must be >= 0, got {n_corrector}")
-    if isinstance(beta_max, (int, float)) and n < beta_max:
-        raise ValueError(f"sample_sde_pc: num_steps must be >= beta_max = {beta_max:g} (the discrete VP-SDE's "
+    if isinstance(schedule.beta_max, (int, float)) and n < schedule.beta_max:
+        raise ValueError(f"sample_sde_pc: num_steps must be >= beta_max = {schedule.beta_max:g} (the discrete VP-SDE's "
                          f"per-step β(t)/N must not exceed 1, else √(1 − β/N) is NaN), got {n}")
     ts = jnp.linspace(jnp.float32(t_start), jnp.float32(t_end), n)
     snr = jnp.asarray(snr, jnp.float32)
@@ -61,7 +60,7 @@ def sample_sde_pc(energy: Any, z0: jax.Array, key: jax.Array, *, num_steps: int 
     def level(carry, xs):
         x, _ = carry
         t, k = xs
-        b = (beta_min + t * (beta_max - beta_min)) / n
+        b = schedule.beta(t) / n
         a = 1.0 - b
         keys = jax.random.split(k, int(n_corrector) + 1)
         xm = x
@@ -82,11 +81,11 @@ def sample_sde_pc(energy: Any, z0: jax.Array, key: jax.Array, *, num_steps: int 
     return SDEResult(xm if denoise else x, x, jnp.asarray(n * (int(n_corrector) + 1), jnp.int32))
 
 
-def sample_vpsde_pc(cond_energy: Any, z0: jax.Array, key: jax.Array, *, num_steps: int = 100,
+def sample_vpsde_pc(key: jax.Array, cond_energy: Any, z0: jax.Array, *, num_steps: int = 100,
                     snr=0.16, corrector_steps: int = 1, t_start: float = 1.0, t_end: float = 1e-3,
-                    denoise: bool = True, beta_min=BETA_MIN, beta_max=BETA_MAX) -> SDEResult:
+                    denoise: bool = True, schedule: VPSchedule = VP) -> SDEResult:
     """LACE's latent VP-SDE, called like the PF-ODE with the CONDITIONAL energy: the prior ½‖z‖² is added here
     (score −z − ∇E_cond(z), the stochastic counterpart of `ode.vp_drift`); see `sample_sde_pc`."""
-    return sample_sde_pc(energy_lib.with_prior(cond_energy), z0, key, num_steps=num_steps, t_start=t_start,
+    return sample_sde_pc(key, energy_lib.with_prior(cond_energy), z0, num_steps=num_steps, t_start=t_start,
                          t_end=t_end, snr=snr, n_corrector=corrector_steps, time_dependent=False, denoise=denoise,
-                         beta_min=beta_min, beta_max=beta_max)
+                         schedule=schedule)

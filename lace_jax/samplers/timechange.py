@@ -19,93 +19,54 @@ adaptive steps (`jax.vmap` of a per-sample solve).
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import diffrax
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from lace_jax import energy as energy_lib
-from lace_jax.samplers._common import check_batch, split_for_vmap
-from lace_jax.samplers.ode import ODEResult, _finish
-
-BETA_MIN, BETA_MAX = 0.1, 20.0
-
-# New vector-field evaluations per attempted step (FSAL schemes reuse the last stage) — for NFE accounting.
-_SOLVERS = {
-    "dopri5": (diffrax.Dopri5, 6),
-    "tsit5": (diffrax.Tsit5, 6),
-    "bosh3": (diffrax.Bosh3, 3),
-    "dopri8": (diffrax.Dopri8, 12),
-    "heun": (diffrax.Heun, 2),
-    "euler": (diffrax.Euler, 1),
-}
-
-
-def s_of_t(t, beta_min=BETA_MIN, beta_max=BETA_MAX):
-    """s(t) = ½ ∫_t^1 β(τ) dτ = ½ [β_min (1 − t) + ½ (β_max − β_min)(1 − t²)]."""
-    return 0.5 * (beta_min * (1.0 - t) + 0.5 * (beta_max - beta_min) * (1.0 - t * t))
-
-
-def t_of_s(s, beta_min=BETA_MIN, beta_max=BETA_MAX):
-    """The inverse of `s_of_t` on t ∈ [−β_min/(β_max−β_min), 1] (where β ≥ 0): the root of
-    ½k t² + β_min t − (β_min + ½k − 2s) = 0 with k = β_max − β_min, taken on the branch with t = 1 at s = 0."""
-    k = beta_max - beta_min
-    c = beta_min + 0.5 * k - 2.0 * s
-    return (-beta_min + jnp.sqrt(beta_min * beta_min + 2.0 * k * c)) / k
-
-
-def _solver(name: str):
-    try:
-        cls, per_step = _SOLVERS[name.lower()]
-    except KeyError:
-        raise ValueError(f"timechange: unknown solver {name!r}; choose one of {sorted(_SOLVERS)}") from None
-    return cls(), per_step
+from lace_jax.samplers import _solvers
+from lace_jax.samplers._common import ODEResult, check_batch, finish_ode, split_for_vmap
+from lace_jax.samplers.schedule import VP, VPSchedule
 
 
 def _solve(field, y0, args, s_end, solver_name, rtol, atol, dt0, max_steps, adaptive):
-    solver, per_step = _solver(solver_name)
     if adaptive:
         controller = diffrax.PIDController(rtol=rtol, atol=atol)
     else:
         controller = diffrax.ConstantStepSize()
         if dt0 is None:
             raise ValueError("timechange: a fixed-step solve needs dt0 (or num_steps)")
-    sol = diffrax.diffeqsolve(diffrax.ODETerm(field), solver, t0=0.0, t1=s_end, dt0=dt0, y0=y0, args=args,
-                              stepsize_controller=controller, saveat=diffrax.SaveAt(t1=True),
-                              max_steps=max_steps, throw=False)
+    sol = diffrax.diffeqsolve(diffrax.ODETerm(field), _solvers.SOLVERS[solver_name].cls(), t0=0.0, t1=s_end,
+                              dt0=dt0, y0=y0, args=args, stepsize_controller=controller,
+                              saveat=diffrax.SaveAt(t1=True), max_steps=max_steps, throw=False)
     acc = sol.stats["num_accepted_steps"]
     rej = sol.stats["num_rejected_steps"]
-    # FSAL schemes evaluate the first stage once up front (counted with a call counter: Diffrax's initial step-size
-    # selection adds no further evaluation in the count).
-    nfe = per_step * (acc + rej) + (1 if per_step < _n_stages(solver_name) else 0)
-    return sol.ys[-1], nfe, acc, rej, sol.result
+    return sol.ys[-1], _solvers.nfe(solver_name, acc + rej), acc, rej, sol.result
 
 
-def _n_stages(name: str) -> int:
-    return {"dopri5": 7, "tsit5": 7, "bosh3": 4, "dopri8": 12, "heun": 2, "euler": 1}[name.lower()]
-
-
-def sample_ode_timechange(energy: Any, z0, key: jax.Array | None = None, *, t_end: float = 0.0,
-                          solver: str = "dopri5", rtol: float = 1e-3, atol: float = 1e-3,
-                          batch_mode: str = "joint", dt0: float | None = None, num_steps: int | None = None,
-                          max_steps: int = 4096, beta_min: float = BETA_MIN,
-                          beta_max: float = BETA_MAX) -> ODEResult:
+def sample_ode_timechange(key: jax.Array | None, energy: Any, z0, *, t_end: float = 0.0, solver: str = "dopri5",
+                          rtol: float = 1e-3, atol: float = 1e-3, batch_mode: str = "joint",
+                          dt0: float | None = None, num_steps: int | None = None, max_steps: int = 4096,
+                          schedule: VPSchedule = VP) -> ODEResult:
     """z(t_end) of LACE's PF-ODE `dz/dt = ½β(t)∇E_cond(z)` (t: 1 → t_end) via the autonomous flow
     `dz/ds = −∇E_cond(z)`, s ∈ [0, S(t_end)].
 
     `energy`: the per-sample conditional energy `z[D] -> scalar` (or an `energy.BatchedEnergy` for per-sample
-    targets); `z0 [B, D]`; `key` is unused (deterministic; accepted for a uniform sampler signature).
+    targets); `z0 [B, D]`; `key` is unused (the solve is deterministic; every sampler is called
+    `sampler(key, energy, z0, …)`).
     `solver`: dopri5 | tsit5 | bosh3 | dopri8 | heun | euler; adaptive (PID, `rtol`/`atol`) unless `num_steps` is
     given (fixed steps of S/num_steps). Returns `ode.ODEResult` (rows of failed solves are NaN, as in `ode.py`). `batch_mode`: 'joint' (one step size for the batch, RMS error norm over the
     whole batch) or 'independent' (per-sample adaptive steps under vmap). jit-friendly: wrap it in `jax.jit` with
     the string/number options static, or use `make_sampler`."""
     del key
     z0 = check_batch(z0)
+    _solvers.get(solver.lower(), what="solver")
+    solver = solver.lower()
     if batch_mode not in ("joint", "independent"):
         raise ValueError(f"timechange: batch_mode must be 'joint' or 'independent', got {batch_mode!r}")
-    s_end = float(s_of_t(float(t_end), beta_min, beta_max))
+    s_end = float(schedule.s_of_t(float(t_end)))
     if not s_end > 0:
         raise ValueError(f"timechange: t_end = {t_end} gives S = {s_end}; need t_end < 1 with β > 0 on [t_end, 1]")
     adaptive = num_steps is None
@@ -133,13 +94,13 @@ def sample_ode_timechange(energy: Any, z0, key: jax.Array | None = None, *, t_en
 
         z, nfe, acc, rej, code = jax.vmap(one, in_axes=(axes, 0))(tree, z0)
         nfe, acc, rej, code = (jnp.asarray(x, jnp.int32) for x in (nfe, acc, rej, code))
-    return _finish(z.astype(jnp.float32), code, nfe, acc, rej)
+    return finish_ode(z.astype(jnp.float32), code, nfe, acc, rej)
 
 
 def make_sampler(**options):
     """`jax.jit(lambda energy, z0: sample_ode_timechange(energy, z0, **options))`: compiled once per option set and
     input shape; energies (weights, targets) are traced arguments, so new targets do not recompile."""
-    return jax.jit(lambda energy, z0: sample_ode_timechange(energy, z0, **options))
+    return jax.jit(lambda energy, z0: sample_ode_timechange(None, energy, z0, **options))
 
 
-__all__ = ["sample_ode_timechange", "make_sampler", "s_of_t", "t_of_s"]
+__all__ = ["sample_ode_timechange", "make_sampler"]

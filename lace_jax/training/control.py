@@ -12,8 +12,8 @@ shape label is not to be trusted.
     python -m lace_jax.training.control --classifier_space w      # LACE's w classifiers alone
     python -m lace_jax.training.control --sampler '{"kind": "tc", "solver": "bosh3", "rtol": 3e-3, "atol": 3e-3}'
 
-`--sampler` replaces LACE's solve by another ODE setting (`kind` 'ode': `samplers.ode.sample_ode` options; 'tc':
-the autonomous time-changed flow, `samplers.timechange.sample_ode_timechange` options), to check that a cheaper
+`--sampler` replaces LACE's solve by another ODE setting (`kind` 'ode' or 'tc', the autonomous time-changed flow,
+with `samplers.SamplerOptions` fields), to check that a cheaper
 setting keeps the judge's accuracy on a trained model (docs/performance.md).
 """
 from __future__ import annotations
@@ -32,21 +32,23 @@ from lace_jax import energy
 from lace_jax.runs import evaluation
 from lace_jax.data import shapes
 from lace_jax.worlds.shapes import ASSETS, DEFAULT_SPACE, SPACES, DefaultModel, load_default
-from lace_jax.samplers.ode import sample_ode
-from lace_jax.samplers.timechange import sample_ode_timechange
+from lace_jax import samplers
 
 LACE_SAMPLER = {"kind": "ode", "solver": "dopri5", "rtol": 1e-3, "atol": 1e-3}
 
 
 def make_solve(sampler: dict | None = None):
-    """A jitted `(energy, z0) -> ODEResult` for t: 1 → 0; `sampler` as in the module docstring (None: LACE's)."""
+    """A jitted `(energy, z0) -> samplers.SampleOutput` for t: 1 → 0 through `samplers.run`; `sampler` as in the
+    module docstring (None: LACE's dopri5 at 1e-3 on the joint batch)."""
     opts = dict(LACE_SAMPLER if sampler is None else sampler)
     kind = opts.pop("kind", "ode")
-    if kind == "ode":
-        return jax.jit(lambda e, z: sample_ode(e, z, t_start=1.0, t_end=0.0, **opts))
-    if kind == "tc":
-        return jax.jit(lambda e, z: sample_ode_timechange(e, z, t_end=0.0, **opts))
-    raise ValueError(f"control: sampler kind must be 'ode' or 'tc', got {kind!r}")
+    if kind not in _KINDS:
+        raise ValueError(f"control: sampler kind must be 'ode' or 'tc', got {kind!r}")
+    options = samplers.SamplerOptions(**{"batch_mode": "joint", **opts, "t_end": 0.0})
+    return jax.jit(lambda e, z: samplers.run(None, _KINDS[kind], e, z, options))
+
+
+_KINDS = {"ode": "ode", "tc": "ode_tc"}
 
 
 def judge_labels(model: DefaultModel, z: jax.Array, batch: int = 64) -> dict:

@@ -122,7 +122,7 @@ def test_sampler_fn_matches_batch_of_one_runs(tmp_path):
     for i in range(3):
         k0, k1 = jax.random.split(chunks.sample_key(4, i))
         z0 = jax.random.normal(k0, (1, 2))
-        ref = dispatch.run("sgld", cond, z0, k1, opts)
+        ref = dispatch.run(k1, "sgld", cond, z0, opts)
         np.testing.assert_allclose(res.z[i], np.asarray(ref.z[0]), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(res.stats["nfe"], [5, 5, 5])
 

@@ -16,7 +16,7 @@ N_CHAINS = 4096
 def _level(method, step, num_steps, key=0, **kw):
     e = gaussian_mixture(MEANS, WEIGHTS, SIGMA)
     z0 = jax.random.normal(jax.random.PRNGKey(100), (N_CHAINS, 2))
-    f = jax.jit(lambda e, z, k: mcmc.mcmc_level(e, z, k, method=method, num_steps=num_steps, step_size=step, **kw))
+    f = jax.jit(lambda e, z, k: mcmc.mcmc_level(k, e, z, method=method, num_steps=num_steps, step_size=step, **kw)[:2])
     return f(e, z0, jax.random.PRNGKey(key))
 
 
@@ -47,7 +47,7 @@ def test_mala_acceptance_strictly_between_0_and_1_and_falls_with_step():
     """Measured rates 0.977, 0.529, 0.029 (step 0.05, 0.5, 2; one compilation, the step is traced)."""
     e = gaussian_mixture(MEANS, WEIGHTS, SIGMA)
     z0 = jax.random.normal(jax.random.PRNGKey(100), (512, 2))
-    f = jax.jit(lambda e, z, k, h: mcmc.mcmc_level(e, z, k, method="mala", num_steps=20, step_size=h))
+    f = jax.jit(lambda e, z, k, h: mcmc.mcmc_level(k, e, z, method="mala", num_steps=20, step_size=h)[:2])
     rates = [float(f(e, z0, jax.random.PRNGKey(0), h)[1].mean()) for h in (0.05, 0.5, 2.0)]
     assert all(0.0 < r < 1.0 for r in rates), rates
     assert rates[0] > rates[1] > rates[2], rates
@@ -70,9 +70,10 @@ def test_hmc_rejection_keeps_state_and_flips_momentum():
     """With a huge step every proposal on a steep Gaussian is rejected: z stays, v becomes −v'."""
     e = gaussian(np.zeros(2), np.eye(2) * 1e-3)
     z = jnp.ones((4, 2))
-    st = mcmc.init_state(e, z)
     v = jnp.zeros((4, 2))
-    new, v_new, info = mcmc.hmc_step(e, st, v, jax.random.PRNGKey(0), 5.0, num_leapfrog=2, damping=0.0)
+    st = mcmc.init_state(e, z, momentum=v)
+    new, info = mcmc.hmc_step(jax.random.PRNGKey(0), e, st, 5.0, num_leapfrog=2, damping=0.0)
+    v_new = new.momentum
     assert not np.any(np.asarray(info.accepted))
     np.testing.assert_array_equal(np.asarray(new.z), np.asarray(z))
     eps = jax.random.normal(jax.random.split(jax.random.PRNGKey(0))[0], v.shape)
@@ -89,7 +90,7 @@ def test_annealed_chain_reaches_last_level_and_reports_per_level_rates(method):
     e = jax.tree_util.Partial(_time_gaussian, jnp.float32(0.5))
     ts = jnp.array([4.0, 2.0, 1.0, 0.0])  # variances 1.25, 0.75, 0.5, 0.25
     z0 = jax.random.normal(jax.random.PRNGKey(3), (2048, 2)) * 2.0
-    res = mcmc.annealed_mcmc(e, z0, jax.random.PRNGKey(4), ts=ts, method=method, steps_per_level=60,
+    res = mcmc.annealed_mcmc(jax.random.PRNGKey(4), e, z0, ts=ts, method=method, steps_per_level=60,
                              step_sizes=jnp.array([0.2, 0.1, 0.08, 0.05]), num_leapfrog=3, damping=0.5)
     assert res.acceptance_rate.shape == (4,) and res.acceptance_rate_per_sample.shape == (4, 2048)
     var = np.var(np.asarray(res.z), axis=0)
@@ -105,7 +106,7 @@ def test_annealed_jit_once_for_new_values_and_batch_row_equality():
 
     def run(e, z0, key, ts, hs):
         traces.append(1)
-        return mcmc.annealed_mcmc(e, z0, key, ts=ts, method="mala", steps_per_level=5, step_sizes=hs)
+        return mcmc.annealed_mcmc(key, e, z0, ts=ts, method="mala", steps_per_level=5, step_sizes=hs)
 
     f = jax.jit(run)
     z0 = jax.random.normal(jax.random.PRNGKey(0), (8, 2))
@@ -117,7 +118,7 @@ def test_annealed_jit_once_for_new_values_and_batch_row_equality():
     # a batch of 1 equals a row of a batch of 8 when given the same randomness: check via a deterministic kernel
     st8 = mcmc.init_state(e1, z0, 0.5)
     st1 = mcmc.init_state(e1, z0[3:4], 0.5)
-    new8, _ = mcmc.ula_step(e1, st8, jax.random.PRNGKey(5), 0.1, 0.5)
+    new8, _ = mcmc.ula_step(jax.random.PRNGKey(5), e1, st8, 0.1, 0.5)
     noise = jax.random.normal(jax.random.PRNGKey(5), z0.shape)
     np.testing.assert_allclose(np.asarray(new8.z[3]), np.asarray(z0[3] - 0.1 * st1.grad[0] + np.sqrt(0.2) * noise[3]),
                                rtol=1e-6, atol=1e-6)
@@ -127,9 +128,9 @@ def test_annealed_jit_once_for_new_values_and_batch_row_equality():
 def test_bad_method_and_shapes_raise():
     e = gaussian(np.zeros(2), np.eye(2))
     with pytest.raises(ValueError, match="unknown MCMC method"):
-        mcmc.mcmc_level(e, jnp.zeros((2, 2)), jax.random.PRNGKey(0), method="nuts")
+        mcmc.mcmc_level(jax.random.PRNGKey(0), e, jnp.zeros((2, 2)), method="nuts")
     with pytest.raises(ValueError, match=r"\[B, D\]"):
-        mcmc.mcmc_level(e, jnp.zeros((2,)), jax.random.PRNGKey(0))
+        mcmc.mcmc_level(jax.random.PRNGKey(0), e, jnp.zeros((2,)))
 
 
 @pytest.mark.parametrize("method", ["mala", pytest.param("hmc", marks=pytest.mark.slow)])
@@ -138,7 +139,7 @@ def test_vmap_over_single_chains_equals_direct_calls(method):
     e = gaussian_mixture(MEANS, WEIGHTS, SIGMA)
     z = jax.random.normal(jax.random.PRNGKey(0), (8, 1, 2))
     keys = jax.random.split(jax.random.PRNGKey(1), 8)
-    run = lambda z1, k: mcmc.mcmc_level(e, z1, k, method=method, num_steps=10, step_size=0.2)
+    run = lambda z1, k: mcmc.mcmc_level(k, e, z1, method=method, num_steps=10, step_size=0.2)[:2]
     zb, accb = jax.jit(jax.vmap(run))(z, keys)
     z3, acc3 = jax.jit(run)(z[3], keys[3])
     np.testing.assert_allclose(np.asarray(zb[3]), np.asarray(z3), rtol=1e-6, atol=1e-6)

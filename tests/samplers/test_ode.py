@@ -27,11 +27,11 @@ def _problem(r, run):
 
 @jax.jit
 def _euler(e, z, t_end):
-    return ode.sample_ode(e, z, t_end=0.0, solver="euler", step_size=0.01)
+    return ode.sample_ode(None, e, z, t_end=0.0, solver="euler", step_size=0.01)
 
 
 def _run(e, z0, t_end, **kw):
-    return jax.jit(lambda e, z: ode.sample_ode(e, z, t_end=t_end, **kw))(e, jnp.asarray(z0))
+    return jax.jit(lambda e, z: ode.sample_ode(None, e, z, t_end=t_end, **kw))(e, jnp.asarray(z0))
 
 
 def _check_euler(r, run):
@@ -168,7 +168,7 @@ def test_nfe_formula_matches_counted_evaluations(kw):
     a = jnp.asarray([0.6, -0.8], jnp.float32)
     e = E.continuous(Partial(counted, a), 0.7, 1.0)
     z0 = jnp.asarray([[0.3, 0.2]], jnp.float32)
-    res = ode.sample_ode(e, z0, t_end=1e-3, **kw)
+    res = ode.sample_ode(None, e, z0, t_end=1e-3, **kw)
     jax.block_until_ready(res.z)
     jax.effects_barrier()
     assert len(calls) > 5
@@ -187,7 +187,7 @@ def _blowup(z):
 def test_failures_are_masked_not_returned(kw):
     e = Partial(_blowup)
     z0 = jnp.asarray([[3.0, 3.0], [0.0, 0.0]], jnp.float32)
-    res = ode.sample_ode(e, z0, **kw)
+    res = ode.sample_ode(None, e, z0, **kw)
     assert not np.any(np.asarray(res.success)), kw
     assert np.all(np.isnan(np.asarray(res.z))), kw
     assert np.all(np.asarray(res.result) != 0), kw
@@ -198,7 +198,7 @@ def test_failures_are_masked_per_sample_in_independent_mode():
     # independent mode: only the first sample fails (the blow-up term has weight 1 there and 0 in row 2)
     ok = E.continuous(Partial(_linear, jnp.asarray([1.0, 0.0], jnp.float32)), 0.0, 1.0)
     be = E.per_sample(lambda w: E.and_(E.weighted(e, w), ok), np.asarray([1.0, 0.0], np.float32))
-    res = ode.sample_ode(be, jnp.asarray([[3.0, 3.0], [-3.0, 0.0]]), solver="dopri5", batch_mode="independent",
+    res = ode.sample_ode(None, be, jnp.asarray([[3.0, 3.0], [-3.0, 0.0]]), solver="dopri5", batch_mode="independent",
                          max_steps=64)
     np.testing.assert_array_equal(np.asarray(res.success), [False, True])
     assert np.all(np.isnan(np.asarray(res.z[0]))) and np.all(np.isfinite(np.asarray(res.z[1])))
@@ -209,7 +209,7 @@ def test_jit_traces_once_and_batch_of_one_equals_row_of_eight():
 
     def solve(e, z):
         traces.append(1)
-        return ode.sample_ode(e, z, t_end=1e-3, solver="dopri5", batch_mode="independent")
+        return ode.sample_ode(None, e, z, t_end=1e-3, solver="dopri5", batch_mode="independent")
 
     f = jax.jit(solve)
     e1, *_ = _linear_problem(y=1.5)
@@ -227,13 +227,13 @@ def test_bad_arguments_raise():
     e, *_ = _linear_problem()
     z = jnp.zeros((2, 4))
     with pytest.raises(ValueError, match="unknown ODE solver"):
-        ode.sample_ode(e, z, solver="rk45")
+        ode.sample_ode(None, e, z, solver="rk45")
     with pytest.raises(ValueError, match="fixed-step"):
-        ode.sample_ode(e, z, solver="euler")
+        ode.sample_ode(None, e, z, solver="euler")
     with pytest.raises(ValueError, match="t_start > t_end"):
-        ode.sample_ode(e, z, t_start=0.0, t_end=1.0)
+        ode.sample_ode(None, e, z, t_start=0.0, t_end=1.0)
     with pytest.raises(ValueError, match="joint batch only"):
-        ode.sample_ode(e, z, torchdiffeq_compat=True, batch_mode="independent")
+        ode.sample_ode(None, e, z, torchdiffeq_compat=True, batch_mode="independent")
 
 
 def _diffused_posterior_energy(m, c_inv_parts, z, t):

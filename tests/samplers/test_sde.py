@@ -21,7 +21,7 @@ def test_pc_recovers_gaussian_target_with_exact_diffused_energy(n_corrector):
     mu = jnp.asarray([1.5, -1.0], jnp.float32)
     e = Partial(_diffused_gaussian, mu, jnp.float32(0.25))
     z0 = jax.random.normal(jax.random.PRNGKey(0), (4096, 2))
-    res = jax.jit(lambda e, z, k: sde.sample_sde_pc(e, z, k, num_steps=300, n_corrector=n_corrector,
+    res = jax.jit(lambda e, z, k: sde.sample_sde_pc(k, e, z, num_steps=300, n_corrector=n_corrector,
                                                     time_dependent=True))(e, z0, jax.random.PRNGKey(1))
     z = np.asarray(res.z, np.float64)
     # 4096 samples: SE(mean) ≈ 0.008, SE(var) ≈ 0.0055; discretisation bias with 300 steps is below that scale
@@ -35,7 +35,7 @@ def test_prior_is_preserved_in_lace_mode():
     sampler must return N(0, I)."""
     e = E.with_prior(E.zero())
     z0 = jax.random.normal(jax.random.PRNGKey(2), (4096, 3))
-    res = sde.sample_sde_pc(e, z0, jax.random.PRNGKey(3), num_steps=200)
+    res = sde.sample_sde_pc(jax.random.PRNGKey(3), e, z0, num_steps=200)
     z = np.asarray(res.z, np.float64)
     np.testing.assert_allclose(z.mean(0), 0.0, atol=0.06)
     np.testing.assert_allclose(np.cov(z.T), np.eye(3), atol=0.08)
@@ -44,12 +44,12 @@ def test_prior_is_preserved_in_lace_mode():
 def test_lace_entry_point_adds_the_prior():
     """`sample_vpsde_pc(cond)` equals `sample_sde_pc(with_prior(cond))` for the same key (E_cond = 0 here)."""
     z0 = jax.random.normal(jax.random.PRNGKey(4), (16, 3))
-    a = sde.sample_vpsde_pc(E.zero(), z0, jax.random.PRNGKey(5), num_steps=20, corrector_steps=1)
-    b = sde.sample_sde_pc(E.with_prior(E.zero()), z0, jax.random.PRNGKey(5), num_steps=20, n_corrector=1)
+    a = sde.sample_vpsde_pc(jax.random.PRNGKey(5), E.zero(), z0, num_steps=20, corrector_steps=1)
+    b = sde.sample_sde_pc(jax.random.PRNGKey(5), E.with_prior(E.zero()), z0, num_steps=20, n_corrector=1)
     np.testing.assert_allclose(np.asarray(a.z), np.asarray(b.z), rtol=1e-6, atol=1e-6)
     assert int(a.nfe) == 40
 
 
 def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="num_steps"):
-        sde.sample_sde_pc(E.with_prior(E.zero()), jnp.zeros((2, 2)), jax.random.PRNGKey(0), num_steps=0)
+        sde.sample_sde_pc(jax.random.PRNGKey(0), E.with_prior(E.zero()), jnp.zeros((2, 2)), num_steps=0)
