@@ -9,6 +9,9 @@
     python train.py --config diffusion_2d --workdir runs/d2            # 2-D score/energy diffusion models (issue 8)
     python train.py --config diffusion_latent --workdir runs/wdiff     # energy diffusion over w (issue 8)
     python train.py --config directions_shapes --workdir runs/dirs     # latent directions for x/y/size/hue (issue 9)
+    python train.py --config shapes_export --workdir runs/export --set gan=runs/gan --set judge=runs/judge \
+                                                               --set latent=runs/latent   # assemble the model
+    python train.py --config shapes_calibrate --workdir runs/calibrate # temperature-calibrate its classifiers
 
 The GAN, judge and latent runs resume from the newest checkpoint in `<workdir>/checkpoints` (kill one and start the
 same command again); the w-space diffusion run (about 10 minutes on 2 cores) saves `<workdir>/model` at its end,
@@ -67,9 +70,15 @@ def main(argv) -> None:
     elif kind == "directions":
         from lace_jax.directions.pipeline import train_directions
         result = train_directions(config, workdir, log=_log)
+    elif kind == "export":
+        from lace_jax.training.export import run
+        result = run(config, workdir, log=_log)
+    elif kind == "calibrate":
+        from lace_jax.training.calibrate import run
+        result = run(config, workdir, log=_log)
     else:
-        raise app.UsageError(f"config kind must be judge, gan, latent, diffusion_2d, diffusion_latent or directions, "
-                             f"got {kind!r}")
+        raise app.UsageError(f"config kind must be judge, gan, latent, diffusion_2d, diffusion_latent, directions, "
+                             f"export or calibrate, got {kind!r}")
     _log("result: " + json.dumps(result))
 
 

@@ -6,7 +6,7 @@ their classifier on w = mapping(z) (LACE's CIFAR-10) and their classifier on z, 
 docs/default_model.md: with w alone `background=grey` reached 82 % by the judge, with the product 100 %);
 ψ = 1 (no truncation) and t from 1 to 0 as LACE's CIFAR-10 settings, dopri5 with rtol = atol = 1e-3, SGLD
 η = s = 0.01 for 100 steps. `model_dir` points at another directory laid out like the shipped assets (e.g. a
-model you trained with train.py and exported with `python -m lace_jax.training.export`).
+model you trained with train.py and exported with `python train.py --config shapes_export`).
 
 Attributes: shape (square, circle, triangle, star), background (black, grey, white), size, x, y, hue in [0, 1]
 (see docs/default_model.md for their physical meaning). `!` is the probabilistic complement here

@@ -240,3 +240,78 @@ def load(directory: str | Path) -> tuple[diffusion.DiffusionModel, Standardizer,
     variables = jax.tree_util.tree_map(jnp.asarray, variables)
     stats = Standardizer(variables["stats"]["mean"], variables["stats"]["std"])
     return model.replace(params=variables["params"]), stats, cfg
+
+
+# --------------------------------------------------------------------------------------------------------------
+# `python sample.py --config diffusion_latent --checkpoint_dir <train.py workdir>`
+
+SAMPLERS = ("reverse", "pf_ode", "ula", "mala", "hmc")
+
+
+def run(config: Mapping[str, Any], request: Any) -> Any:
+    """Conditions composed with the w-space energy diffusion model, sampled by `sampler` (reverse, pf_ode, ula,
+    mala, hmc; the config's `sampler` unless the request names one) with the config's `guidance_weight`; the
+    same grid, npz and record as the world runs (`lace_jax.runs.output.Output`)."""
+    import jax
+
+    from lace_jax import checkpoint
+    from lace_jax.runs import output, request as rq
+
+    say = request.progress
+    t0 = time.time()
+    if request.edits or request.sweep:
+        raise rq.RequestError("--config diffusion_latent samples conditions only (no --edit or --sweep)")
+    if not request.checkpoint_dir:
+        raise rq.RequestError("--config diffusion_latent needs --checkpoint_dir: the --workdir of "
+                              "`python train.py --config diffusion_latent --workdir DIR`")
+    model_dir = Path(request.checkpoint_dir).expanduser() / "model"
+    sampler = request.sampler or str(config.get("sampler", "mala"))
+    if sampler not in SAMPLERS:
+        raise rq.RequestError(f"sampler {sampler!r} does not sample the w-diffusion model; use one of "
+                              f"{', '.join(SAMPLERS)}")
+    try:
+        model, stats, model_cfg = load(model_dir)
+    except checkpoint.CheckpointError as err:
+        raise rq.RequestError(f"{err} (make it with: python train.py --config diffusion_latent --workdir "
+                              f"{request.checkpoint_dir})") from None
+    world = w_world(rq.load_world(dict(config["world"]), request.config_name))
+    conds = rq.conditions(world, rq.expressions(request) or list(config["conditions"]))
+    n = int(request.num_samples or config.get("sample_num_samples", 16))
+    weight = float(config.get("guidance_weight", config.get("guidance_weights", [1.0])[0]))
+    output.prepare_out_dir(request.out_dir)
+    spec = dict(config["samplers"].get(sampler, {}))
+    kw: dict = {}
+    if sampler not in ("reverse", "pf_ode"):
+        kw["ancestral"] = bool(spec.pop("ancestral", True))
+        kw["step_size"] = diffusion.step_sizes(model.schedule, spec.pop("small"), spec.pop("large"))
+        if request.options.get("step_size") is not None:
+            kw["step_size"] = float(request.options["step_size"])
+        kw.update(spec)
+    say(f"world={world.name} w-diffusion ({model_cfg['num_levels']} levels) sampler={sampler} λ={weight:g} "
+        f"backend={jax.default_backend()}")
+    zs, runs = [], []
+    for k, expr in enumerate(conds):
+        target = conditioned(model, world.parse(expr), stats, weight)
+        res = sample_w(target, model, stats, jax.random.fold_in(jax.random.PRNGKey(request.seed), k), n,
+                       method=sampler, **kw)
+        ok = np.all(np.isfinite(res.w), axis=-1)
+        zs.append(np.where(ok[:, None], res.w, np.nan).astype(np.float32))
+        runs.append({"expr": expr, "nfe": res.nfe, "acceptance": res.acceptance, "seconds": res.seconds,
+                     "num_failed": int((~ok).sum()), "failed_indices": np.nonzero(~ok)[0].tolist()})
+        say(f"condition {k + 1}/{len(conds)}: {expr!r}: {n} samples, NFE {res.nfe}, {res.seconds:.1f}s"
+            + (f", {int((~ok).sum())} non-finite (excluded)" if (~ok).any() else ""))
+    success = np.stack([np.all(np.isfinite(z), axis=-1) for z in zs])
+    if not success.any():
+        raise rq.RequestError(f"every sample is non-finite ({sampler}); try smaller step sizes or another sampler")
+    grid, pngs, u8 = output.image_output(world, zs, conds, request.grid_columns,
+                                         f"{world.name} w-diffusion [{sampler}] seed {request.seed}",
+                                         [f"condition_{k}_{output.slug(c)}.png" for k, c in enumerate(conds)])
+    arrays = {"w": np.stack(zs), "success": success}
+    if request.save_images:
+        arrays["images"] = np.stack(u8)
+        arrays["images"][~success] = 0
+    record = {**request.record, "world": world.name, "config": dict(config), "model": model_cfg, "sampler": sampler,
+              "guidance_weight": weight, "num_samples": n, "seed": request.seed, "conditions": runs,
+              "judge_summary": output.judge_summaries(world, zs, conds, success),
+              "time_s": {"sample_incl_compile": time.time() - t0}}
+    return output.Output(grid=grid, pngs=pngs, arrays=arrays, record=record)

@@ -6,7 +6,7 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -47,19 +47,27 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def write_json(path: str | Path, obj: Any) -> Path:
-    """Write JSON atomically (temp file + rename)."""
+def atomic_write(path: str | Path, write: Callable[[Path], Any], suffix: str = ".tmp") -> Path:
+    """`write(tmp)` into a temporary file beside `path`, then rename it into place: readers never see a half-written
+    file. The one atomic write of the package (JSON, text, NPZ, PNG)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
+    tmp = path.with_name(path.name + suffix)
+    write(tmp)
     tmp.replace(path)
     return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write text atomically."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write JSON atomically."""
+    return write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
 
 
 def write_npz(path: str | Path, **arrays: np.ndarray) -> Path:
-    """Write an .npz atomically (temp file + rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
-    tmp.replace(path)
-    return path
+    """Write an .npz atomically."""
+    return atomic_write(path, lambda tmp: np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()}),
+                        suffix=".tmp.npz")

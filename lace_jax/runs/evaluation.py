@@ -272,6 +272,130 @@ def flat_sweep_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict]:
     return out
 
 
+def judge_summary(attributes: Mapping[str, Any], labels: Mapping[str, np.ndarray], ok: np.ndarray) -> dict:
+    """Per attribute: class frequencies (discrete) or mean/std (continuous) of the judge's labels over the
+    samples where `ok`."""
+    out = {}
+    for name, a in attributes.items():
+        if name not in labels:
+            continue
+        v = np.asarray(labels[name])[ok]
+        if len(v) == 0:
+            continue
+        if a.kind == "discrete":
+            counts = np.bincount(v.astype(int), minlength=a.num_classes)[:a.num_classes] / len(v)
+            names = a.classes or [str(i) for i in range(a.num_classes)]
+            out[name] = {c: round(float(f), 4) for c, f in zip(names, counts)}
+        else:
+            out[name] = {"mean": round(float(np.mean(v)), 4), "std": round(float(np.std(v)), 4)}
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# `python evaluate.py` over a world
+
+OUTPUTS = ("results.json", "results.md")
+
+
+def run(config: Mapping[str, Any], request: Any, *, num_real: int = 2000, use_fd: bool = True,
+        tol: float = 0.1) -> tuple[dict, str]:
+    """Sample the request's conditions (or edits, or sweep) on the config's world and score them by its judge:
+    (record with one row per condition / step / setting, Markdown table). Fréchet distances use `num_real` real
+    images of the world (judge features) when `use_fd`."""
+    import dataclasses
+
+    from lace_jax.config import load_config
+    from lace_jax.runs import output, request as rq, sweeps
+
+    say = request.progress
+    world = rq.load_world(config, request.config_name)
+    if world.judge is None or world.render is None:
+        raise rq.RequestError(f"world {world.name!r} has no image judge to evaluate with (the shipped shapes model "
+                              "has one; for your own weights add a judge or use sample.py)")
+    edits = rq.edits(world, request.edits)
+    if edits and (request.exprs or request.attrs):
+        raise rq.RequestError("--edit cannot be combined with --expr/--attr")
+    conds = [] if edits or request.sweep else rq.conditions(world, rq.expressions(request))
+    sampler = rq.sampler_name(world, request)
+    options = rq.sampler_options(world, sampler, request.options)
+    n = rq.num_samples(world, request, default=64)
+    chunk = rq.chunk_size(world, request)
+    if num_real < 2 and use_fd:
+        raise rq.RequestError(f"--num_real must be >= 2 for a Fréchet distance, got {num_real}")
+    sweep_cfg = None
+    if request.sweep:
+        try:
+            sweep_cfg = load_config(request.sweep)
+            settings = sweeps.settings_from_config(sweep_cfg, world.name)
+        except (ValueError, FileNotFoundError) as err:
+            raise rq.RequestError(f"--sweep: {err}") from None
+    out_dir = request.out_dir
+    output.prepare_out_dir(out_dir, OUTPUTS)
+    say(f"world={world.name} sampler={sampler} backend={jax.default_backend()} devices={jax.device_count()}")
+
+    real = real_labels = None
+    if use_fd and world.real_images is not None:
+        (real, real_labels), t_real = timed(lambda: reference_set(world, num_real, request.seed))
+        say(f"reference: {num_real} real renders in {t_real:.1f}s")
+    record: dict = {**request.record, "world": world.name, "config": dict(config), "sampler": sampler,
+                    "options": dataclasses.asdict(options), "num_samples": n,
+                    "num_real": num_real if real is not None else 0, "tol": tol}
+    if sweep_cfg is not None:
+        n_sweep = request.num_samples or int(sweep_cfg.get("num_samples", 256))
+        say(f"sweep {request.sweep}: {len(settings)} settings x {n_sweep} samples")
+        rows = sweeps.run_sweep(
+            world, settings, num_samples=n_sweep, seed=request.seed, tol=tol,
+            extra_metrics=lambda row, z, ok, z0: sweep_row_metrics(
+                world, row, z, ok, z0, real_features=real, real_labels=real_labels, tol=tol),
+            progress=lambda r: say(f"{r['setting'].get('label', '')} {r['setting']['expr']!r}: judge accuracy "
+                                   f"{r['metrics']['judge_accuracy']:.3f} (base {r['metrics']['judge_base_rate']:.3f}) "
+                                   f"nfe {r['nfe']} time {r['time_s']:.2f}s"))
+        record.update(sweep=request.sweep, sweep_config=sweep_cfg, rows=rows)
+        return record, markdown(flat_sweep_rows(rows))
+    if edits:
+        z0, steps = workflow.sequential_edit(
+            world, edits, num_samples=n, seed=request.seed, sampler=sampler, options=options, chunk_size=chunk,
+            out_dir=out_dir / "edits", reg_z=request.reg_z, reg_logits=request.reg_logits, cache={},
+            progress=lambda k, p: say(f"edit {k + 1}/{len(edits)} ({edits[k]}): {p.line()}"))
+        rows = edit_metrics(world, z0, steps, tol=tol)
+        record.update(edits=edits, rows=rows, reg_z=request.reg_z, reg_logits=request.reg_logits,
+                      failed_indices=[s.result.failed_indices.tolist() for s in steps])
+        return record, markdown(rows)
+    cache: dict = {}
+    rows = []
+    for k, expr in enumerate(conds):
+        seed = request.seed + k
+        try:
+            res, t = timed(lambda: workflow.sample_condition(
+                world, expr, num_samples=n, seed=seed, sampler=sampler, options=options, chunk_size=chunk,
+                out_dir=out_dir / "conditions" / f"{k:02d}", cache=cache,
+                progress=lambda p: say(f"condition {k + 1}/{len(conds)} {expr!r}: {p.line()}")))
+        except chunks.BatchError as err:
+            raise rq.RequestError(f"{err} (use another --out_dir)") from None
+        if not res.success.any():
+            raise rq.RequestError(f"every sample of {expr!r} failed ({sampler}); see --max_steps, --rtol/--atol")
+        row = condition_metrics(world, expr, res, seed=seed, real_features=real, tol=tol, time_s=t,
+                                real_labels=real_labels)
+        row["failed_indices"] = res.failed_indices.tolist()
+        say(f"{expr!r}: accuracy {row['accuracy']:.3f} vs unconditional {row['base_rate']:.3f}"
+            + (f", FD matched {row['fd_matched']:.2f} (all real {row['fd']:.2f})" if "fd" in row else "")
+            + f", NFE {row.get('nfe', 0):.1f}")
+        rows.append(row)
+    record["rows"] = rows
+    return record, markdown([{k: v for k, v in r.items() if k != "failed_indices"} for r in rows])
+
+
+def write_results(out_dir, record: dict, table: str, t_start: float) -> None:
+    """results.md, then results.json last (its presence marks a complete run), both atomically."""
+    from pathlib import Path
+
+    from lace_jax import records
+
+    record = {**record, "time_s": time.time() - t_start, "environment": records.environment()}
+    records.write_text(Path(out_dir) / "results.md", table)
+    records.write_json(Path(out_dir) / "results.json", record)
+
+
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     """(fn(), seconds)."""
     t0 = time.perf_counter()
@@ -282,4 +406,5 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 __all__ = ["atom_by_judge", "judge_satisfied", "reference_features", "reference_set", "matched_fd",
            "reference_features_from_images", "fd",
            "start_latents", "condition_metrics", "edit_metrics", "sweep_row_metrics", "flat_sweep_rows", "markdown",
+           "judge_summary", "run", "write_results", "OUTPUTS",
            "timed"]

@@ -14,7 +14,7 @@ classifiers *are* the calibrated ones and nothing downstream needs to know. The 
 with a seed the training never used, rendered by the shipped generator and labelled by the shipped judge — the
 same labelling as the training data.
 
-    python -m lace_jax.training.calibrate --num 20000 [--assets DIR] [--out calibration.json]
+    python train.py --config shapes_calibrate --workdir runs/calibrate [--set num=20000] [--set assets=DIR]
 """
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags, logging
 
 from lace_jax import checkpoint
 from lace_jax.worlds.shapes import ASSETS, load_default
@@ -115,7 +114,8 @@ def product_row(logits_w: np.ndarray, logits_z: np.ndarray, labels: np.ndarray) 
     return dict(accuracy=float(np.mean(lg.argmax(1) == labels)), nll=nll(lg, labels), ece=ece(lg, labels))
 
 
-def calibrate(root: str | Path | None = None, num: int = 20000, seed: int = SEED, write: bool = True) -> dict:
+def calibrate(root: str | Path | None = None, num: int = 20000, seed: int = SEED, write: bool = True,
+              log=print) -> dict:
     """Fit one temperature per discrete attribute and latent space of the default model in `root` on `num`
     held-out judged samples; with `write`, fold them into the stored classifiers and record them in the card."""
     t0 = time.time()
@@ -139,8 +139,8 @@ def calibrate(root: str | Path | None = None, num: int = 20000, seed: int = SEED
                        max_abs_logit_before=float(np.abs(lg).max()), max_abs_logit_after=float(np.abs(lg).max() / t),
                        nll_before=nll(lg, y), nll_after=nll(lg, y, t), ece_before=ece(lg, y), ece_after=ece(lg, y, t))
             report["attributes"].setdefault(name, {})[space] = row
-            logging.warning("%s/%s: T = %.3f, NLL %.4f -> %.4f, ECE %.4f -> %.4f", space, name, t,
-                            row["nll_before"], row["nll_after"], row["ece_before"], row["ece_after"])
+            log(f"{space}/{name}: T = {t:.3f}, NLL {row['nll_before']:.4f} -> {row['nll_after']:.4f}, "
+                f"ECE {row['ece_before']:.4f} -> {row['ece_after']:.4f}")
             if write:
                 d = root / "classifiers" / f"{space}_{name}"
                 meta = json.loads((d / "lace_jax.json").read_text())
@@ -156,32 +156,19 @@ def calibrate(root: str | Path | None = None, num: int = 20000, seed: int = SEED
         card_path = root / "model_card.json"
         card = json.loads(card_path.read_text())
         card.setdefault("metrics", {})["calibration"] = report
-        cmd = f"python -m lace_jax.training.calibrate --num {num}"
+        cmd = f"python train.py --config shapes_calibrate --workdir runs/calibrate --set num={num}"
         if cmd not in card.get("commands", []):
             card.setdefault("commands", []).insert(len(card.get("commands", [])) - 1, cmd)
         card_path.write_text(json.dumps(card, indent=2))
     return report
 
 
-FLAGS = flags.FLAGS
+def run(config: dict, workdir: Path, log=print) -> dict:
+    """`python train.py --config shapes_calibrate`: `calibrate` (unless `dry_run`, the fitted temperatures are
+    folded into the classifiers of `assets`); the report is written to `workdir/calibration.json`."""
+    from lace_jax import records
 
-
-def _define_flags() -> None:
-    flags.DEFINE_integer("num", 20000, "held-out judged samples")
-    flags.DEFINE_integer("seed", SEED, "PRNG seed of the held-out latents")
-    flags.DEFINE_string("assets", None, "default-model directory (default: the shipped one)")
-    flags.DEFINE_string("out", "calibration.json", "output JSON")
-    flags.DEFINE_bool("dry_run", False, "fit and report only; do not touch the stored classifiers")
-
-
-def main(argv) -> None:
-    del argv
-    logging.set_verbosity(logging.WARNING)    # orbax logs every restore at INFO
-    report = calibrate(FLAGS.assets, FLAGS.num, FLAGS.seed, write=not FLAGS.dry_run)
-    Path(FLAGS.out).write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
-
-
-if __name__ == "__main__":
-    _define_flags()
-    app.run(main)
+    report = calibrate(config.get("assets"), int(config["num"]), int(config["seed"]),
+                       write=not config.get("dry_run", False), log=log)
+    records.write_json(Path(workdir) / "calibration.json", report)
+    return report

@@ -8,9 +8,9 @@ unconditional rate. `*_in_world` counts a hit only when the judge also reads the
 world's smallest (size ≥ −0.05): the generator draws tiny blobs that no real render has, and there the judge's
 shape label is not to be trusted.
 
-    python -m lace_jax.training.control --num 64 --out control.json [--update_card]
-    python -m lace_jax.training.control --classifier_space w      # LACE's w classifiers alone
-    python -m lace_jax.training.control --sampler '{"kind": "tc", "solver": "bosh3", "rtol": 3e-3, "atol": 3e-3}'
+    python evaluate.py --config shapes_control --set num=256 [--set update_card=True]   # out/evaluate/control.json
+    python evaluate.py --config shapes_control --set classifier_space=w      # LACE's w classifiers alone
+    python evaluate.py --config shapes_control --set sampler='{"kind": "tc", "solver": "bosh3", "rtol": 3e-3, "atol": 3e-3}'
 
 `--sampler` replaces LACE's solve by another ODE setting (`kind` 'ode' or 'tc', the autonomous time-changed flow,
 with `samplers.SamplerOptions` fields), to check that a cheaper
@@ -19,14 +19,12 @@ setting keeps the judge's accuracy on a trained model (docs/performance.md).
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags, logging
 
 from lace_jax import energy
 from lace_jax.runs import evaluation
@@ -89,7 +87,7 @@ def _in_world(lab: dict) -> np.ndarray:
     return lab["size"] >= SIZE_FLOOR
 
 
-def measure(model: DefaultModel, num: int = 64, seed: int = 5, sampler: dict | None = None) -> dict:
+def measure(model: DefaultModel, num: int = 64, seed: int = 5, sampler: dict | None = None, log=print) -> dict:
     """Judge accuracy of LACE-ODE samples per condition next to the unconditional rate of the same z0
     (`sampler`: another ODE setting than LACE's dopri5 1e-3, see `make_solve`), under `model.attributes`
     (recorded: `model.classifier_space`)."""
@@ -116,47 +114,28 @@ def measure(model: DefaultModel, num: int = 64, seed: int = 5, sampler: dict | N
                                         "success": float(np.mean(np.asarray(r.success))),
                                         "mean_nfe": float(np.mean(np.asarray(r.nfe)))}
         row = results["conditions"][label]
-        print(f"control {label}: LACE-ODE {row['lace_ode']:.3f} (in world {row['lace_ode_in_world']:.3f}) vs "
-              f"unconditional {row['unconditional']:.3f}, "
-              f"NFE {row['mean_nfe']:.0f} ({time.time() - t0:.0f}s)", file=sys.stderr, flush=True)
+        log(f"control {label}: LACE-ODE {row['lace_ode']:.3f} (in world {row['lace_ode_in_world']:.3f}) vs "
+            f"unconditional {row['unconditional']:.3f}, NFE {row['mean_nfe']:.0f} ({time.time() - t0:.0f}s)")
     results["wall_s"] = time.time() - t0
     return results
 
 
-FLAGS = flags.FLAGS
+def run(config: dict, out_dir: Path, log=print) -> dict:
+    """`python evaluate.py --config shapes_control`: `measure` on the default model in `assets` (None: the shipped
+    one) with `classifier_space`, `num` samples per condition, `seed` and an optional `sampler` dict; writes
+    `out_dir/control.json` and, with `update_card`, stores it as `metrics.control` in the model card."""
+    from lace_jax import records
 
-
-def _define_flags() -> None:
-    flags.DEFINE_integer("num", 64, "samples per condition")
-    flags.DEFINE_string("assets", None, "default-model directory (default: the shipped one)")
-    flags.DEFINE_string("out", "control.json", "output JSON")
-    flags.DEFINE_bool("update_card", False, "also store the result as metrics.control in the model's model_card.json")
-    flags.DEFINE_enum("classifier_space", DEFAULT_SPACE, list(SPACES),
-                      "how attributes are classified (lace_jax.worlds.shapes.build_attributes): wz = discrete attributes "
-                      "by the product of the w and z classifiers (the default), w = LACE's w classifiers alone")
-    flags.DEFINE_integer("seed", 5, "PRNG seed of the starting latents")
-    flags.DEFINE_string("sampler", None, "JSON dict of ODE options instead of LACE's dopri5 1e-3, e.g. "
-                        '\'{"kind": "tc", "solver": "heun", "num_steps": 6}\'')
-
-
-def main(argv) -> None:
-    del argv
-    logging.set_verbosity(logging.WARNING)
-    model = load_default(FLAGS.assets, classifier_space=FLAGS.classifier_space)
-    sampler = json.loads(FLAGS.sampler) if FLAGS.sampler else None
-    if FLAGS.update_card and (sampler is not None or FLAGS.classifier_space != DEFAULT_SPACE):
-        raise SystemExit("control: --update_card records the default setting only; drop --sampler / "
-                         "--classifier_space")
-    result = measure(model, FLAGS.num, seed=FLAGS.seed, sampler=sampler)
-    Path(FLAGS.out).write_text(json.dumps(result, indent=2))
-    if FLAGS.update_card:
-        card_path = Path(FLAGS.assets or ASSETS) / "model_card.json"
+    sampler = config.get("sampler")
+    if config.get("update_card") and (sampler is not None or config["classifier_space"] != DEFAULT_SPACE):
+        raise ValueError("control: update_card records the default setting only; drop sampler / classifier_space")
+    model = load_default(config.get("assets"), classifier_space=config["classifier_space"])
+    result = measure(model, int(config["num"]), seed=int(config["seed"]), sampler=sampler, log=log)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records.write_json(out_dir / "control.json", result)
+    if config.get("update_card"):
+        card_path = Path(config.get("assets") or ASSETS) / "model_card.json"
         card = json.loads(card_path.read_text())
         card.setdefault("metrics", {})["control"] = result
-        card_path.write_text(json.dumps(card, indent=2))
-    print(json.dumps(result, indent=2))
-
-
-if __name__ == "__main__":
-    _define_flags()
-    app.run(main)
+        records.write_json(card_path, card)
+    return result

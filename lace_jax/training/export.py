@@ -1,14 +1,14 @@
 """Assemble the shipped default model (`lace_jax/assets/default/`) from the three training workdirs.
 
-    python -m lace_jax.training.export --gan runs/gan --judge runs/judge --latent runs/latent \
-        --out lace_jax/assets/default --card card_extra.json
-    python -m lace_jax.training.export --latent runs/latent --out lace_jax/assets/default --classifiers_only
-    python -m lace_jax.training.export --gan runs/gan2 --out lace_jax/assets/default --generator_only
+    python train.py --config shapes_export --workdir runs/export --set gan=runs/gan --set judge=runs/judge \
+        --set latent=runs/latent --set out=lace_jax/assets/default --set card=card_extra.json
+    python train.py --config shapes_export --workdir runs/export --set latent=runs/latent --set classifiers_only=True
+    python train.py --config shapes_export --workdir runs/export --set gan=runs/gan2 --set generator_only=True
 
 Writes the EMA generator (with w_avg = the mean of mapping(z), estimated by `shapes_latent`), the judge, the
 latent classifiers (copied from the latent workdir) as `lace_jax.checkpoint` directories, and `model_card.json`.
-`--generator_only` replaces just the generator (a continued GAN run), dropping the classifiers and the metrics
-that depend on it. `--classifiers_only` replaces just the latent classifiers of an exported model (a `shapes_latent` run with
+`generator_only` replaces just the generator (a continued GAN run), dropping the classifiers and the metrics
+that depend on it. `classifiers_only` replaces just the latent classifiers of an exported model (a `shapes_latent` run with
 `--set assets=...`) and their metrics in its card, keeping the generator and judge.
 """
 from __future__ import annotations
@@ -20,7 +20,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags, logging
 
 from lace_jax import checkpoint
 from lace_jax.data import shapes
@@ -123,34 +122,15 @@ def export_classifiers(latent_dir: str | Path, out: str | Path, card_extra: dict
     return out
 
 
-FLAGS = flags.FLAGS
-
-
-def _define_flags() -> None:
-    """CLI flags, defined only when run as a script (library imports never touch absl flags)."""
-    flags.DEFINE_string("gan", None, "shapes_gan workdir")
-    flags.DEFINE_string("judge", None, "shapes_judge workdir")
-    flags.DEFINE_string("latent", None, "shapes_latent workdir")
-    flags.DEFINE_string("out", "lace_jax/assets/default", "output directory")
-    flags.DEFINE_string("card", None, "JSON file merged into model_card.json (commands, wall times, metrics)")
-    flags.DEFINE_bool("generator_only", False, "replace only the generator of the model in --out by the EMA "
-                      "generator of --gan (removes the latent classifiers, which must be retrained)")
-    flags.DEFINE_bool("classifiers_only", False, "replace only the latent classifiers (and their card metrics) of "
-                      "the model in --out by those of --latent")
-
-
-def main(argv) -> None:
-    del argv
-    logging.set_verbosity(logging.WARNING)
-    extra = json.loads(Path(FLAGS.card).read_text()) if FLAGS.card else {}
-    if FLAGS.classifiers_only:
-        print(export_classifiers(FLAGS.latent, FLAGS.out, extra))
-    elif FLAGS.generator_only:
-        print(export_generator(FLAGS.gan, FLAGS.out, extra))
+def run(config: dict, workdir: Path, log=print) -> dict:
+    """`python train.py --config shapes_export`: assemble (or patch) a default-model directory `out` from the
+    training workdirs (`gan`, `judge`, `latent`); `generator_only` / `classifiers_only` replace one part."""
+    extra = json.loads(Path(config["card"]).read_text()) if config.get("card") else {}
+    if config.get("classifiers_only"):
+        result = export_classifiers(config["latent"], config["out"], extra)
+    elif config.get("generator_only"):
+        result = export_generator(config["gan"], config["out"], extra)
     else:
-        print(export_default(FLAGS.gan, FLAGS.judge, FLAGS.latent, FLAGS.out, extra))
-
-
-if __name__ == "__main__":
-    _define_flags()
-    app.run(main)
+        result = export_default(config["gan"], config["judge"], config["latent"], config["out"], extra)
+    log(f"export: wrote {config['out']}")
+    return result

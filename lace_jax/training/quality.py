@@ -1,10 +1,9 @@
 """Quality of the default model, measured in the judge's penultimate features (a Fréchet distance that knows the
 shapes world, since Inception weights cannot be downloaded here).
 
-    python -m lace_jax.training.quality --gan runs/gan --judge runs/judge --latent runs/latent --num 5000 \
-        --out quality.json
-    python -m lace_jax.training.quality --assets lace_jax/assets/default --early runs/gan_early \
-        --previous runs/gan_run1_generator --num 10000 --out quality.json
+    python evaluate.py --config shapes_quality --set gan=runs/gan --set judge=runs/judge --set latent=runs/latent
+    python evaluate.py --config shapes_quality --set assets=lace_jax/assets/default --set early=runs/gan_early \
+        --set previous=runs/gan_run1_generator --set num=10000          # writes out/evaluate/quality.json
 
 Reports FD(generated, real), the floor FD(real′, real) between two independent render sets of the same size, and
 FD(early EMA snapshot, real) for a badly trained reference, plus the judge's class frequencies on generated images
@@ -20,7 +19,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
-from absl import app, flags, logging
 
 from lace_jax.data import shapes
 from lace_jax.metrics.frechet import frechet_distance
@@ -120,33 +118,18 @@ def measure_assets(assets: str | Path, num: int, seed: int = 31, early_gan: str 
     return result
 
 
-FLAGS = flags.FLAGS
+def run(config: dict, out_dir: Path, log=print) -> dict:
+    """`python evaluate.py --config shapes_quality`: `measure_assets` for an exported model (`assets`, with the
+    `early` / `previous` references) or `measure` for training workdirs (`gan`, `judge`, `latent`); writes
+    `out_dir/quality.json`."""
+    from lace_jax import records
 
-
-def _define_flags() -> None:
-    """CLI flags, defined only when run as a script (library imports never touch absl flags)."""
-    flags.DEFINE_string("gan", None, "shapes_gan workdir")
-    flags.DEFINE_string("judge", None, "shapes_judge workdir")
-    flags.DEFINE_string("latent", None, "shapes_latent workdir (for w_avg; optional)")
-    flags.DEFINE_string("assets", None, "an exported default model (generator + judge) instead of --gan/--judge")
-    flags.DEFINE_string("early", None, "with --assets: a shapes_gan workdir whose early_ema_* snapshot is the "
-                        "badly trained reference")
-    flags.DEFINE_string("previous", None, "with --assets: an earlier generator checkpoint to compare against")
-    flags.DEFINE_integer("num", 5000, "images per set")
-    flags.DEFINE_string("out", "quality.json", "output JSON")
-
-
-def main(argv) -> None:
-    del argv
-    logging.set_verbosity(logging.WARNING)
-    if FLAGS.assets:
-        result = measure_assets(FLAGS.assets, FLAGS.num, early_gan=FLAGS.early, previous=FLAGS.previous)
+    if config.get("assets"):
+        result = measure_assets(config["assets"], int(config["num"]), early_gan=config.get("early"),
+                                previous=config.get("previous"))
     else:
-        result = measure(FLAGS.gan, FLAGS.judge, FLAGS.latent, FLAGS.num)
-    Path(FLAGS.out).write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
-
-
-if __name__ == "__main__":
-    _define_flags()
-    app.run(main)
+        result = measure(config["gan"], config["judge"], config.get("latent"), int(config["num"]))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records.write_json(out_dir / "quality.json", result)
+    log(json.dumps(result, indent=2))
+    return result

@@ -138,7 +138,7 @@ def shapes_world(config: Mapping[str, Any] | None = None) -> World:
     if model_dir is not None and not (Path(model_dir).expanduser() / "model_card.json").is_file():
         raise MissingCheckpointError(
             f"shapes: no default-model directory at {model_dir} (expected {Path(model_dir) / 'model_card.json'}, "
-            "laid out like lace_jax/assets/default/; python -m lace_jax.training.export writes one)")
+            "laid out like lace_jax/assets/default/; python train.py --config shapes_export writes one)")
     model = load_default(None if model_dir is None else Path(model_dir).expanduser())
     space = str(config.get("classifier_space", DEFAULT_SPACE))     # build_attributes checks it
     psi = float(config.get("truncation_psi", 1.0))

@@ -96,6 +96,6 @@ def test_traced_tolerances_match_static_path(toy):
     key = jax.random.PRNGKey(4)
     opts = dispatch.SamplerOptions(rtol=1e-3, atol=1e-3)
     out, _, _ = sweeps.Runner()("ode", cond, z0, key, opts)
-    ref = jax.jit(dispatch.run, static_argnums=(0, 4))("ode", cond, z0, key, opts)
+    ref = jax.jit(dispatch.run, static_argnums=(1, 4))(key, "ode", cond, z0, opts)
     np.testing.assert_array_equal(np.asarray(out.stats["nfe"]), np.asarray(ref.stats["nfe"]))
     np.testing.assert_allclose(np.asarray(out.z), np.asarray(ref.z), rtol=1e-6, atol=1e-6)

@@ -1,10 +1,13 @@
-"""Shared behaviour of the absl CLIs: bad input exits with code 2 and a one-line reason on stderr."""
+"""What train.py, sample.py and evaluate.py share (the library never reads flags): bad input exits with code 2 and
+a one-line reason on stderr (`UserError`, and the library's `RequestError` for a bad request); `cli.flags` holds the
+flags of sample.py and evaluate.py."""
 from __future__ import annotations
 
 import sys
 from typing import Callable
 
-from absl import app, flags, logging
+from absl import app, logging
+from absl import flags as absl_flags
 
 
 class UserError(Exception):
@@ -13,8 +16,8 @@ class UserError(Exception):
 
 def _flags_parser(argv: list[str]) -> list[str]:
     try:
-        return flags.FLAGS(argv)
-    except flags.Error as err:
+        return absl_flags.FLAGS(argv)
+    except absl_flags.Error as err:
         prog = argv[0].rsplit("/", 1)[-1] if argv else "lace_jax"
         sys.stderr.write(f"{prog}: error: {err}\n")
         sys.exit(2)
@@ -26,9 +29,11 @@ def run(main: Callable[[list[str]], None]) -> None:
 
     def wrapped(argv: list[str]) -> None:
         logging.set_verbosity(logging.WARNING)   # keep progress lines readable (no backend-probe chatter)
+        from lace_jax.runs.request import RequestError
+
         try:
             main(argv)
-        except UserError as err:
+        except (UserError, RequestError) as err:
             prog = argv[0].rsplit("/", 1)[-1] if argv else "lace_jax"
             sys.stderr.write(f"{prog}: error: {err}\n")
             sys.exit(2)
