@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import os
 import uuid
 from pathlib import Path
@@ -101,14 +102,23 @@ def _rechunk(batches: Iterable[Any], batch_size: int) -> Iterator[np.ndarray]:
         yield np.concatenate(buf)
 
 
+def _batch_size(value: Any) -> int:
+    try:
+        n = operator.index(value)
+    except TypeError:
+        n = 0
+    if n < 1:
+        raise FIDError(f"batch_size must be a positive integer, got {value!r}")
+    return n
+
+
 def iter_features(variables: Any, batches: Iterable[Any], *, batch_size: int = DEFAULT_BATCH_SIZE,
                   progress: Progress | None = None, total: int | None = None) -> Iterator[np.ndarray]:
     """pool3 features [n, 2048] (float32) for each chunk of a stream of image batches (any sizes; regrouped into
     `batch_size` chunks). The network is compiled once per `batch_size` (a short last chunk is padded and cut
     back); the resize once per input image size. The next chunk is dispatched before the previous result is
     fetched, so reading/decoding images overlaps the network."""
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise FIDError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = _batch_size(batch_size)
     dev_vars = jax.device_put(variables)
     done = 0
     pending: tuple[jax.Array, int] | None = None
@@ -138,9 +148,10 @@ def inception_features(variables: Any, images: Any, batch_size: int = DEFAULT_BA
     """pool3 features [N, 2048] (float32) of images [N, H, W, 3]: uint8 as pytorch-fid reads files, floating as a
     generator's [−1, 1] output (see the module docstring)."""
     arr = _as_images(images)
+    batch_size = _batch_size(batch_size)
     if len(arr) == 0:
         return np.zeros((0, DIMS), np.float32)
-    chunks = (arr[i:i + batch_size] for i in range(0, len(arr), max(int(batch_size), 1)))
+    chunks = (arr[i:i + batch_size] for i in range(0, len(arr), batch_size))
     return np.concatenate(list(iter_features(variables, chunks, batch_size=batch_size, progress=progress,
                                              total=len(arr))))
 
@@ -327,6 +338,7 @@ def folder_batches(folder: str | Path, batch_size: int = DEFAULT_BATCH_SIZE) -> 
     """uint8 batches [n, H, W, 3] of the images in a folder (not recursive, sorted by name; PIL `.convert('RGB')`
     as pytorch-fid); consecutive images of one size share a batch."""
     files = _folder_files(Path(folder))
+    batch_size = _batch_size(batch_size)
     batch: list[np.ndarray] = []
     for f in files:
         img = _read_image(f)
@@ -397,6 +409,7 @@ def load_reference(path: str | Path, variables: Any = None, *, batch_size: int =
       a stale cache. `cache=False` neither reads nor writes it. A cache that cannot be written is reported
       through `log` and skipped."""
     path = Path(path)
+    batch_size = _batch_size(batch_size)
     say = log or (lambda msg: None)
     if not path.exists():
         raise ReferenceFileError(f"reference not found: {path}")

@@ -69,8 +69,8 @@ def test_statistics_and_fid_from_the_fixture_features(vec):
     assert want == 42.97301793394257
     d = fid.frechet_distance(*stats["fidA"], *stats["fidB"])
     assert d == pytest.approx(want, rel=1e-4) and abs(d - want) < 1e-3
-    # the exact low-rank route (64 x 64 singular values); sqrtm's and eigh's sqrt of rounding-noise eigenvalues
-    # is what separates them, a few 1e-4
+    # the exact low-rank route (64 x 64 singular values); what separates it from sqrtm and eigh is their square
+    # roots of the rounding noise in the ~2000 zero eigenvalues
     d_svd = fid.fid_from_features(vec["fidA_pool3"], vec["fidB_pool3"])
     assert d_svd == pytest.approx(want, rel=1e-4) and abs(d_svd - want) < 1e-3
 
@@ -86,7 +86,7 @@ def test_fid_from_our_features_subset(feats, vec):
 
 @pytest.mark.slow
 def test_fid_from_our_features_full(feats, vec):
-    """All 64 + 64 through our network (~30 s on 2 cores), against pytorch-fid's number."""
+    """All 64 + 64 through our network, against pytorch-fid's number (slow on a small CPU)."""
     fa, fb = feats("fidA"), feats("fidB")
     np.testing.assert_allclose(fa, vec["fidA_pool3"], rtol=0, atol=ATOL)
     np.testing.assert_allclose(fb, vec["fidB_pool3"], rtol=0, atol=ATOL)
