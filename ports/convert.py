@@ -3,13 +3,16 @@
     python -m ports.convert --in network-snapshot.pkl --out ckpt/ada        # stylegan2-ada (takes G_ema)
     python -m ports.convert --in 550000.pt --out ckpt/ffhq                  # rosinality (g_ema + latent_avg)
     python -m ports.convert --in best_valid_ckpt.pt --out ckpt/glasses      # LACE DenseEmbedder
-    python -m ports.convert --in FILE --out DIR --kind ada|rosinality|lace  # skip auto-detection
+    python -m ports.convert --in pt_inception-2015-12-05-6726825d.pth --out ckpt/inception   # FID Inception
+    python -m ports.convert --in FILE --out DIR --kind ada|rosinality|lace|inception  # skip auto-detection
 
 Writes `DIR/variables/` (orbax) + `DIR/lace_jax.json` (see `lace_jax.checkpoint`) and prints a summary. Bad input
 exits with code 2 and a one-line reason; the output directory is only ever renamed into place once complete.
 The kind is detected from the file's structure (parsing only, nothing is built or run): a network pickle with
-`G_ema` → ada; a checkpoint with `g_ema` → rosinality; one with `state_dict`/`model_state_dict` → lace; for `.npz`
-state dicts the key names decide (ada needs its `config.json` beside the `.npz`).
+`G_ema` → ada; a checkpoint with `g_ema` → rosinality; one with `state_dict`/`model_state_dict` → lace; a state dict
+with pytorch-fid's Inception names (`Conv2d_1a_3x3.conv.weight`, `Mixed_7c.…`) → inception (the checkpoint has kind
+'inception'; `lace_jax.metrics.fid.load_inception(DIR)` loads it); for `.npz` state dicts the key names decide (ada
+needs its `config.json` beside the `.npz`).
 """
 from __future__ import annotations
 
@@ -23,7 +26,8 @@ from typing import Sequence
 
 import numpy as np
 
-KINDS = ("ada", "rosinality", "lace")
+KINDS = ("ada", "rosinality", "lace", "inception")
+_INCEPTION_MARKS = ("Conv2d_1a_3x3.conv.weight", "blocks.0.0.conv.weight")
 
 
 class ConvertError(ValueError):
@@ -52,8 +56,12 @@ def _pickle_strings(data: bytes, max_pickles: int = 4) -> set[str]:
     return out
 
 
+def _is_inception(names: set[str]) -> bool:
+    return any(m in names for m in _INCEPTION_MARKS) or any(n.startswith("Mixed_7c.") for n in names)
+
+
 def detect_kind(path: str | Path) -> str:
-    """'ada', 'rosinality' or 'lace' from the file's structure; ConvertError if it is none of them."""
+    """'ada', 'rosinality', 'lace' or 'inception' from the file's structure; ConvertError if it is none of them."""
     path = Path(path)
     if not path.is_file():
         raise ConvertError(f"input file not found: {path}")
@@ -67,6 +75,8 @@ def detect_kind(path: str | Path) -> str:
             return "ada"
         if "style.1.weight" in keys:
             return "rosinality"
+        if _is_inception(keys):
+            return "inception"
         if any(k.endswith(("linear.weight", "heads.weight")) for k in keys):
             return "lace"
         raise ConvertError(f"{path}: .npz keys match no known network ({sorted(keys)[:6]})")
@@ -84,11 +94,13 @@ def detect_kind(path: str | Path) -> str:
         return "ada"
     if "g_ema" in strings:
         return "rosinality"
+    if _is_inception(strings):
+        return "inception"
     if "state_dict" in strings or "model_state_dict" in strings or any(
             s.endswith(("linear.weight", "heads.weight")) for s in strings):
         return "lace"
-    raise ConvertError(f"{path}: not a stylegan2-ada network pickle (G_ema), a rosinality checkpoint (g_ema) or a "
-                       f"LACE classifier (state_dict); pass --kind to force one")
+    raise ConvertError(f"{path}: not a stylegan2-ada network pickle (G_ema), a rosinality checkpoint (g_ema), a "
+                       f"LACE classifier (state_dict) or pytorch-fid's Inception weights; pass --kind to force one")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -120,6 +132,17 @@ def convert(inp: str | Path, out: str | Path, kind: str = "auto", *, overwrite: 
             summary = {"kind": kind, "resolution": cfg.img_resolution, "z_dim": cfg.z_dim, "w_dim": cfg.w_dim,
                        "c_dim": cfg.c_dim, "num_ws": cfg.num_ws, "skipped": list(loaded.skipped),
                        "notes": extra["notes"]}
+        elif kind == "inception":
+            from ports import inception
+
+            variables = inception.load(inp)
+            digest = inception.file_sha256(inp)
+            notes = [n for n in (inception.name_hash_note(inp, digest),) if n]
+            extra = {"converter": "inception", "skipped": list(inception.IGNORED) + ["*.bn.num_batches_tracked"],
+                     "notes": notes, "sha256": digest}
+            checkpoint.save(out, variables, {"model": "fid_inception_v3", "features": 2048}, "inception",
+                            source=str(inp), extra=extra, overwrite=overwrite)
+            summary = {"kind": kind, "skipped": extra["skipped"], "notes": notes}
         else:
             from ports import lace_classifier
 
@@ -142,6 +165,10 @@ def convert(inp: str | Path, out: str | Path, kind: str = "auto", *, overwrite: 
 def format_summary(s: dict) -> str:
     if s["kind"] == "lace":
         what = f"LACE classifier, layout {s['layout']} ({s['classes']} outputs, from '{s['entry']}')"
+    elif s["kind"] == "inception":
+        what = f"FID Inception (pytorch-fid pool3, 2048 features); skipped {', '.join(s['skipped'])}"
+        if s.get("notes"):
+            what += f"; {'; '.join(s['notes'])}"
     else:
         what = (f"{s['kind']} generator: resolution {s['resolution']}, z_dim {s['z_dim']}, w_dim {s['w_dim']}, "
                 f"c_dim {s['c_dim']}, num_ws {s['num_ws']}")
