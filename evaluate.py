@@ -9,6 +9,10 @@ sequential-editing preservation; sweeps of sampler settings.
     python evaluate.py --config diffusion_latent --checkpoint_dir runs/wdiff   # a research study (below)
     python evaluate.py --config shapes_control --set num=256                  # the default model's control table
     python evaluate.py --config shapes_quality --set assets=lace_jax/assets/default   # its Fréchet distances
+    python evaluate.py --config cifar10 --checkpoint_dir ckpt/cifar10 --fid_inception ckpt/inception \
+        --fid_ref cifar10_train_stats.npz                     # LACE's CIFAR-10 FID protocol (docs/fid.md)
+    python evaluate.py --fid_inception ckpt/inception --fid_images cifar10_train/ --fid_ref cifar10_train_stats.npz
+                                                              # make a reference from a folder / .npz of images
 
 Research studies run by config kind, with `--set key=value` overrides, writing into --out_dir: `diffusion_2d`
 (Du et al.'s 2-D compositions), `diffusion_latent` (w-space energy diffusion vs LACE-ODE; `--checkpoint_dir` is
@@ -39,6 +43,13 @@ flags.DEFINE_string("out_dir", "out/evaluate", "output directory (results.json, 
 flags.DEFINE_integer("num_real", 2000, "real renders in the Fréchet reference set")
 flags.DEFINE_bool("fd", True, "compute Fréchet distances in the judge's features")
 flags.DEFINE_float("tol", 0.1, "a continuous attribute holds when |judge − target| < tol")
+flags.DEFINE_string("fid_inception", None, "converted FID Inception (python -m ports.convert --in "
+                    "pt_inception-2015-12-05-6726825d.pth --out DIR): adds Inception FID to every condition's row")
+flags.DEFINE_string("fid_ref", None, "FID reference: statistics .npz (mu, sigma; pytorch-fid's), a folder of images or "
+                    "an .npz of uint8 images (their statistics are computed once and cached beside it)")
+flags.DEFINE_string("fid_images", None, "make a reference: the statistics of this folder / uint8 .npz of images are "
+                    "written to --fid_ref, and nothing is sampled")
+flags.DEFINE_integer("fid_batch", 50, "images per Inception batch")
 
 
 def _progress(msg: str) -> None:
@@ -74,6 +85,36 @@ def _run_experiment(kind: str) -> None:
     module.main(argv)
 
 
+def _inception(cfg: dict):
+    """The Inception FID settings the --fid_* flags ask for (None without --fid_inception); with --fid_images,
+    write the reference statistics and return None."""
+    if not (FLAGS.fid_inception or FLAGS.fid_ref or FLAGS.fid_images):
+        return None
+    if not (FLAGS.fid_inception and FLAGS.fid_ref):
+        raise cli.UserError("Inception FID needs both --fid_inception (the converted network) and --fid_ref")
+    from lace_jax import checkpoint
+    from lace_jax.metrics import fid
+    from lace_jax.runs.evaluation import InceptionFID
+
+    def progress(done, total):
+        _progress(f"Inception features {done}/{total if total is not None else '?'}")
+
+    try:
+        variables = fid.load_inception(FLAGS.fid_inception)
+        if FLAGS.fid_images:
+            mu, sigma = fid.load_reference(FLAGS.fid_images, variables, batch_size=FLAGS.fid_batch,
+                                           progress=progress, log=_progress)
+            fid.save_reference(FLAGS.fid_ref, mu, sigma, meta={"images": Path(FLAGS.fid_images).name})
+            _progress(f"wrote the statistics of {FLAGS.fid_images} to {FLAGS.fid_ref}")
+            return None
+        mu, sigma = fid.load_reference(FLAGS.fid_ref, variables, batch_size=FLAGS.fid_batch, progress=progress,
+                                       log=_progress)
+    except (fid.FIDError, checkpoint.CheckpointError, FileNotFoundError) as err:
+        raise cli.UserError(str(err).splitlines()[0]) from None
+    return InceptionFID(variables, mu, sigma, quantize=bool(cfg.get("fid", {}).get("quantize", True)),
+                        batch_size=FLAGS.fid_batch)
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise cli.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -89,8 +130,12 @@ def main(argv: list[str]) -> None:
         return
     from lace_jax.runs import evaluation
 
+    inception = _inception(cfg)
+    if FLAGS.fid_images:
+        return
     request = cli_flags.request(FLAGS.out_dir, sys.argv[0], _progress)
-    record, table = evaluation.run(cfg, request, num_real=FLAGS.num_real, use_fd=FLAGS.fd, tol=FLAGS.tol)
+    record, table = evaluation.run(cfg, request, num_real=FLAGS.num_real, use_fd=FLAGS.fd, tol=FLAGS.tol,
+                                   inception=inception)
     evaluation.write_results(request.out_dir, record, table, t_start)
     print(table, flush=True)
     _progress(f"wrote {request.out_dir}/results.json and results.md ({time.time() - t_start:.1f}s)")

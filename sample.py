@@ -5,7 +5,7 @@
     python sample.py --expr "shape=circle & !background=white | size=0.2" --num_samples 64
     python sample.py --edit shape=star --edit background=black --edit size=0.9   # sequential editing
     python sample.py --expr "shape=star" --sampler sgld --num_steps 100 --step_size 0.01
-    python sample.py --attr shape=square --sampler ode_tc  # same PF-ODE, time-changed, Bosh3 3e-3: ~2.7x fewer NFE
+    python sample.py --attr shape=square --sampler ode_tc  # same PF-ODE, time-changed, Bosh3 3e-3: fewer NFE
     python sample.py --config toy2d --expr "cluster=ne | radius=1"           # the 2-D demo world
     python sample.py --config ffhq --checkpoint_dir ~/lace_ckpt/ffhq         # your converted LACE weights
     python sample.py --sweep sweep_robustness                                # a grid of sampler settings

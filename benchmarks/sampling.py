@@ -48,10 +48,10 @@ import numpy as np  # noqa: E402
 
 from lace_jax import energy as E  # noqa: E402
 from lace_jax.models import stylegan2 as S  # noqa: E402
-from lace_jax.models.classifiers import (LatentClassifier, MappingW,  # noqa: E402
-                                         dense_embedder_params_from_state_dict)
+from lace_jax.models.classifiers import LatentClassifier, MappingW  # noqa: E402
 from lace_jax.samplers import ode, timechange  # noqa: E402
 from ports import stylegan2_ada  # noqa: E402
+from ports.lace_classifier import params_from_state_dict as dense_embedder_params_from_state_dict  # noqa: E402,E501
 
 INIT_KWARGS = dict(z_dim=512, c_dim=10, w_dim=512, img_resolution=32, img_channels=3,
                    mapping_kwargs=dict(num_layers=8, lr_multiplier=0.01),

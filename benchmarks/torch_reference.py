@@ -3,7 +3,7 @@
 Written from the semantics of stylegan2-ada-pytorch (`Generator` in eval mode, float32, CPU reference ops), LACE
 (`DenseEmbedder`, `CCF.get_cond_energy`, `VPODE`, `sample_q_ode`) and torchdiffeq (`odeint`). It takes state dicts
 with the upstream key names, so the JAX side of the benchmark gets the *same* weights through the project's own
-converters (`ports.stylegan2_ada.params_from_state_dict`, `dense_embedder_params_from_state_dict`).
+converters (`ports.stylegan2_ada.params_from_state_dict`, `ports.lace_classifier.params_from_state_dict`).
 
 Never imported by `lace_jax/` or `ports/`: torch and torchdiffeq are benchmark-only dependencies (`pip install
 .[bench]`). Self-check against the upstream fixtures:

@@ -38,7 +38,7 @@ def define() -> None:
                        "distance to the previous step (LACE 0.01)")
     flags.DEFINE_enum("sampler", None, list(samplers.NAMES), "sampler (default: the config's, LACE's PF-ODE); ode_tc: the same "
                       "PF-ODE through the time change s(t), adaptive Bosh3 at 3e-3 unless --solver/--rtol/--atol "
-                      "say otherwise (≈ 2.7x fewer evaluations on the shapes model at the same judge accuracy)")
+                      "say otherwise (fewer evaluations at the same accuracy; docs/performance.md)")
     flags.DEFINE_enum("solver", None, list(samplers.TC_SOLVERS), "ODE solver (ode: "
                       f"{', '.join(samplers.ODE_SOLVERS)}; ode_tc: all)")
     flags.DEFINE_float("rtol", None, "ODE relative tolerance (adaptive solvers; LACE 1e-3)")

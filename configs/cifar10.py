@@ -33,4 +33,9 @@ def get_config() -> dict:
         "sgld": {"num_steps": 100, "step_size": 1e-2, "noise_scale": 1e-2},
         "expr": "label=cat",
         "batch_size": 64,
+        # LACE's FID protocol (CIFAR10/eval_sampler.py; docs/fid.md), used by evaluate.py --fid_inception/--fid_ref:
+        # 5,000 conditional samples per class (50,000 pooled: `fid_inception_all`), psi 1, the synthesis output fed
+        # as floats (not quantised), against the statistics of the 50,000 CIFAR-10 training images.
+        "fid": {"conditions": [f"label={c}" for c in CIFAR10_CLASSES], "samples_per_condition": 5000,
+                "quantize": False, "reference": "CIFAR-10 training set (50,000 images)"},
     }

@@ -41,6 +41,11 @@ def get_config() -> dict:
         "attributes": attributes,
         "sampler": {"name": "ode", "solver": "dopri5", "rtol": 1e-3, "atol": 1e-3, "batch_mode": "joint"},
         "sgld": {"num_steps": 100, "step_size": 1e-2, "noise_scale": 1e-2},
+        # LACE's FID protocol (FFHQ/eval_sampler.py; docs/fid.md), used by evaluate.py --fid_inception/--fid_ref:
+        # 1,000 samples per condition at psi 0.7 (`truncation_psi`), floats (not quantised), against the statistics
+        # of 1,000 *generated* images (LACE's inception_ffhq_gen_1k.pkl, which --fid_ref reads).
+        "fid": {"samples_per_condition": 1000, "quantize": False,
+                "reference": "1,000 images of the FFHQ generator (LACE's inception_ffhq_gen_1k.pkl)"},
         "expr": "glasses=1 & smile=1 & age=0.76",
         # sequential editing (scripts/run_seq_edit_sample.sh: --truncation 0.5, no --reweight flag)
         "seq_edit": {"reg_z": 0.04, "reg_logits": 0.01, "reweight": False, "truncation_psi": 0.5},

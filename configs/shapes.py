@@ -2,8 +2,8 @@
 
 `python sample.py` uses this config. Discrete attributes (shape, background) are classified by the product of
 their classifier on w = mapping(z) (LACE's CIFAR-10) and their classifier on z, continuous ones on w
-(`classifier_space: 'wz'`; 'w' = LACE's w classifiers alone, 'z' = the z classifiers; why in
-docs/default_model.md: with w alone `background=grey` reached 82 % by the judge, with the product 100 %);
+(`classifier_space: 'wz'`; 'w' = LACE's w classifiers alone, 'z' = the z classifiers; why, with the numbers, in
+docs/default_model.md);
 ψ = 1 (no truncation) and t from 1 to 0 as LACE's CIFAR-10 settings, dopri5 with rtol = atol = 1e-3, SGLD
 η = s = 0.01 for 100 steps. `model_dir` points at another directory laid out like the shipped assets (e.g. a
 model you trained with train.py and exported with `python train.py --config shapes_export`).
@@ -23,9 +23,8 @@ def get_config() -> dict:
         "truncation_psi": 1.0,
         "t_end": 0.0,
         "dis_temp": 1.0,
-        # `!` in expressions: the probabilistic complement −log(1 − p) (measured on this model: `!shape=circle`
-        # 96 % by the judge vs 89 % with plain negation); 'lace' = LACE's bounded scaled NOT (62 % on
-        # `!background=white`), 'plain' = −E
+        # `!` in expressions: the probabilistic complement −log(1 − p) (docs/default_model.md compares it with
+        # 'lace' = LACE's bounded scaled NOT and 'plain' = −E on this model)
         "not_op": "complement",
         "noise_mode": "const",
         "sampler": {"name": "ode", "solver": "dopri5", "rtol": 1e-3, "atol": 1e-3, "batch_mode": "independent"},

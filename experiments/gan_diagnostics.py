@@ -26,7 +26,7 @@ from lace_jax.data import shapes
 from lace_jax.worlds.shapes import load_default
 from lace_jax.runs.images import make_grid, save_png
 from lace_jax.models import stylegan2 as sg
-from lace_jax.training import gan_run, latent, quality
+from lace_jax.training import gan_run, quality
 
 
 def progress(source: str, num: int) -> dict:
@@ -34,7 +34,7 @@ def progress(source: str, num: int) -> dict:
     if source == "shipped":
         g_cfg, g_vars, steps = m.generator_config, m.generator, m.card.get("gan_steps")
     else:
-        g_cfg, g_vars, gcfg = latent.load_gan_ema(source)
+        g_cfg, g_vars, gcfg = gan_run.load_gan_ema(source)
         g_vars, steps = {"params": g_vars["params"], "buffers": m.generator["buffers"]}, gcfg["trained_steps"]
     r = quality.measure_generator(g_cfg, g_vars, m.judge_model, m.judge_params, num)
     return {"source": source, "steps": steps, "num_per_set": num, "fd": round(r["fd_generated_vs_real"], 2),

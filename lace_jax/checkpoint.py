@@ -94,7 +94,7 @@ def _stylegan2_abstract(config: Mapping[str, Any]) -> Any:
 
 
 def dense_embedder_config(config: Mapping[str, Any]) -> dict:
-    """A LACE `DenseEmbedder` config dict (as `classifiers.dense_embedder_params_from_state_dict` returns it) with
+    """A LACE `DenseEmbedder` config dict (as `ports.lace_classifier.params_from_state_dict` returns it) with
     JSON lists turned back into tuples."""
     cfg = dict(config)
     unknown = set(cfg) - {"dims", "num_classes", "num_classes_list", "negative_slope"}

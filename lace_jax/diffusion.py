@@ -425,8 +425,8 @@ def sample_pf_ode(target, schedule: Schedule, key: jax.Array, num: int, dim: int
 
     The N(0, I) start stands for the highest level with ᾱ_k ≥ `min_alpha`; the levels above it are skipped. A
     clipped cosine schedule ends at ᾱ ≈ 1e-6, and a deterministic step from there multiplies the network's error
-    by √(ᾱ_{k−1}/ᾱ_k) ≈ 30 with no noise to wash it out (measured on the w-space model: sample std 3.7× the
-    data's); N(0, I) is that level's marginal to within ᾱ_k·‖x₀‖²."""
+    by √(ᾱ_{k−1}/ᾱ_k) ≈ 30 with no noise to wash it out (docs/diffusion.md); N(0, I) is that level's marginal to
+    within ᾱ_k·‖x₀‖²."""
     start = pf_ode_start_level(schedule, min_alpha)
     return ReverseResult(_pf_ode(target, schedule, key, num, dim, start), start + 1)
 

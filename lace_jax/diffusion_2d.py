@@ -172,7 +172,7 @@ def run(config: Mapping[str, Any], request: Any) -> Any:
     from lace_jax.runs import images, output, request as rq
 
     say = request.progress
-    t_start = time.time()
+
     if request.edits or request.sweep or request.attrs:
         raise rq.RequestError("--config diffusion_2d samples compositions: give them as --expr \"gmm & !bar\"")
     if not request.checkpoint_dir:

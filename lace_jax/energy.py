@@ -313,18 +313,18 @@ class BatchedEnergy:
     energy: Any
     axes: tuple = flax.struct.field(pytree_node=False, default=())
 
-    def _in_axes(self):
+    def in_axes(self):
         return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(self.energy), list(self.axes))
 
     def __call__(self, z: jax.Array, *args) -> jax.Array:
-        return jax.vmap(lambda e, zi: e(zi, *args), in_axes=(self._in_axes(), 0))(self.energy, z)
+        return jax.vmap(lambda e, zi: e(zi, *args), in_axes=(self.in_axes(), 0))(self.energy, z)
 
     def grad(self, z: jax.Array, *args) -> jax.Array:
-        return jax.vmap(lambda e, zi: jax.grad(e)(zi, *args), in_axes=(self._in_axes(), 0))(self.energy, z)
+        return jax.vmap(lambda e, zi: jax.grad(e)(zi, *args), in_axes=(self.in_axes(), 0))(self.energy, z)
 
     def value_and_grad(self, z: jax.Array, *args) -> tuple[jax.Array, jax.Array]:
         return jax.vmap(lambda e, zi: jax.value_and_grad(e)(zi, *args),
-                        in_axes=(self._in_axes(), 0))(self.energy, z)
+                        in_axes=(self.in_axes(), 0))(self.energy, z)
 
     def take(self, index) -> Any:
         """Sample `index`'s energy (a scalar index: a plain energy) or a sub-batch (an index vector: a

@@ -255,7 +255,7 @@ def run(config: Mapping[str, Any], request: Any) -> Any:
     import jax
 
     from lace_jax import checkpoint
-    from lace_jax.runs import output, request as rq
+    from lace_jax.runs import evaluation, output, request as rq
 
     say = request.progress
     t0 = time.time()
@@ -312,6 +312,6 @@ def run(config: Mapping[str, Any], request: Any) -> Any:
         arrays["images"][~success] = 0
     record = {**request.record, "world": world.name, "config": dict(config), "model": model_cfg, "sampler": sampler,
               "guidance_weight": weight, "num_samples": n, "seed": request.seed, "conditions": runs,
-              "judge_summary": output.judge_summaries(world, zs, conds, success),
+              "judge_summary": evaluation.judge_summaries(world, zs, conds, success),
               "time_s": {"sample_incl_compile": time.time() - t0}}
     return output.Output(grid=grid, pngs=pngs, arrays=arrays, record=record)

@@ -5,8 +5,9 @@ import json
 import os
 import platform
 import sys
+import uuid
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -51,9 +52,13 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any], suffix: str = "
     """`write(tmp)` into a temporary file beside `path`, then rename it into place: readers never see a half-written
     file. The one atomic write of the package (JSON, text, NPZ, PNG)."""
     path = Path(path)
-    tmp = path.with_name(path.name + suffix)
-    write(tmp)
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}{suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
     return path
 
 
@@ -71,3 +76,27 @@ def write_npz(path: str | Path, **arrays: np.ndarray) -> Path:
     """Write an .npz atomically."""
     return atomic_write(path, lambda tmp: np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()}),
                         suffix=".tmp.npz")
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return "nan" if not np.isfinite(v) else f"{v:.3g}"
+    return str(v).replace("|", "\\|")
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Optional[Sequence[str]] = None) -> str:
+    """The one Markdown table writer: one row per mapping, columns `columns` or the union of keys in order of
+    appearance; numbers to 3 significant digits, None as an empty cell."""
+    cols: list[str] = list(columns or [])
+    if not cols:
+        for r in rows:
+            cols += [k for k in r if k not in cols]
+    lines = ["| " + " | ".join(c.replace("|", "\\|") for c in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_cell(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"

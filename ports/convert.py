@@ -22,7 +22,7 @@ import pickletools
 import sys
 import zipfile
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -106,57 +106,84 @@ def detect_kind(path: str | Path) -> str:
 # --------------------------------------------------------------------------------------------------------------
 # Conversion.
 
-def convert(inp: str | Path, out: str | Path, kind: str = "auto", *, overwrite: bool = False) -> dict:
-    """Convert `inp` into an orbax checkpoint at `out`; returns the summary dict that the CLI prints."""
-    from lace_jax import checkpoint
-    from ports import torch_pickle
+def _read(inp: Path, kind: str) -> tuple[Any, Any, dict, dict]:
+    """(config, variables, checkpoint extra, summary) of `inp` read as `kind`."""
+    if kind in ("ada", "rosinality"):
+        from ports import rosinality, stylegan2_ada
 
-    inp, out = Path(inp), Path(out)
+        loaded = (stylegan2_ada if kind == "ada" else rosinality).load(inp)
+        cfg = loaded.config
+        extra = {"converter": kind, "skipped": list(loaded.skipped), "notes": list(getattr(loaded, "notes", ()))}
+        summary = {"kind": kind, "resolution": cfg.img_resolution, "z_dim": cfg.z_dim, "w_dim": cfg.w_dim,
+                   "c_dim": cfg.c_dim, "num_ws": cfg.num_ws, "skipped": list(loaded.skipped), "notes": extra["notes"]}
+        return cfg, loaded.variables, extra, summary
+    if kind == "inception":
+        from ports import inception
+
+        variables = inception.load(inp)
+        digest = inception.file_sha256(inp)
+        notes = [n for n in (inception.name_hash_note(inp, digest),) if n]
+        extra = {"converter": "inception", "skipped": list(inception.IGNORED) + ["*.bn.num_batches_tracked"],
+                 "notes": notes, "sha256": digest}
+        return ({"model": "fid_inception_v3", "features": 2048}, variables, extra,
+                {"kind": kind, "skipped": extra["skipped"], "notes": notes})
+    from ports import lace_classifier
+
+    loaded = lace_classifier.load(inp)
+    extra = {"converter": "lace", "layout": loaded.layout, "entry": loaded.entry}
+    return (loaded.config, {"params": loaded.params}, extra,
+            {"kind": kind, "layout": loaded.layout, "classes": loaded.num_outputs, "entry": loaded.entry})
+
+
+def _resolve(inp: Path, kind: str) -> str:
     if kind == "auto":
         kind = detect_kind(inp)
     if kind not in KINDS:
         raise ConvertError(f"unknown kind {kind!r} (expected auto, {', '.join(KINDS)})")
     if not inp.is_file():
         raise ConvertError(f"input file not found: {inp}")
-    if out.exists() and not overwrite:
-        raise ConvertError(f"output {out} already exists (use --overwrite to replace it)")
+    return kind
+
+
+def _guarded(inp: Path, kind: str):
+    """`_read` with the reader's and converters' errors turned into one ConvertError naming the file."""
+    from ports import torch_pickle
+
     try:
-        if kind in ("ada", "rosinality"):
-            from ports import rosinality, stylegan2_ada
-
-            loaded = (stylegan2_ada if kind == "ada" else rosinality).load(inp)
-            cfg = loaded.config
-            extra = {"converter": kind, "skipped": list(loaded.skipped),
-                     "notes": list(getattr(loaded, "notes", ()))}
-            checkpoint.save_generator(out, cfg, loaded.variables, source=str(inp), extra=extra, overwrite=overwrite)
-            summary = {"kind": kind, "resolution": cfg.img_resolution, "z_dim": cfg.z_dim, "w_dim": cfg.w_dim,
-                       "c_dim": cfg.c_dim, "num_ws": cfg.num_ws, "skipped": list(loaded.skipped),
-                       "notes": extra["notes"]}
-        elif kind == "inception":
-            from ports import inception
-
-            variables = inception.load(inp)
-            digest = inception.file_sha256(inp)
-            notes = [n for n in (inception.name_hash_note(inp, digest),) if n]
-            extra = {"converter": "inception", "skipped": list(inception.IGNORED) + ["*.bn.num_batches_tracked"],
-                     "notes": notes, "sha256": digest}
-            checkpoint.save(out, variables, {"model": "fid_inception_v3", "features": 2048}, "inception",
-                            source=str(inp), extra=extra, overwrite=overwrite)
-            summary = {"kind": kind, "skipped": extra["skipped"], "notes": notes}
-        else:
-            from ports import lace_classifier
-
-            loaded = lace_classifier.load(inp)
-            extra = {"converter": "lace", "layout": loaded.layout, "entry": loaded.entry}
-            checkpoint.save_classifier(out, loaded.config, loaded.params, source=str(inp), extra=extra,
-                                       overwrite=overwrite)
-            summary = {"kind": kind, "layout": loaded.layout, "classes": loaded.num_outputs, "entry": loaded.entry}
+        return _read(inp, kind)
     except torch_pickle.TorchFileError as e:
         raise ConvertError(f"{inp}: {e}") from None
     except (ValueError, KeyError, TypeError) as e:
         if isinstance(e, ConvertError):
             raise
         raise ConvertError(f"{inp}: cannot convert as {kind}: {e}") from None
+
+
+def load(inp: str | Path, kind: str = "auto") -> tuple[str, Any, Any]:
+    """Read user-brought weights without torch and without running anything inside them: `(kind, config,
+    variables)` as `lace_jax.checkpoint.load` returns them for the converted checkpoint (kind 'ada' and
+    'rosinality' give a `StyleGAN2Config`, 'lace' a DenseEmbedder config, 'inception' the FID network's)."""
+    inp = Path(inp)
+    kind = _resolve(inp, kind)
+    cfg, variables, _, _ = _guarded(inp, kind)
+    return kind, cfg, variables
+
+
+def convert(inp: str | Path, out: str | Path, kind: str = "auto", *, overwrite: bool = False) -> dict:
+    """Convert `inp` into an orbax checkpoint at `out`; returns the summary dict that the CLI prints."""
+    from lace_jax import checkpoint
+
+    inp, out = Path(inp), Path(out)
+    kind = _resolve(inp, kind)
+    if out.exists() and not overwrite:
+        raise ConvertError(f"output {out} already exists (use --overwrite to replace it)")
+    cfg, variables, extra, summary = _guarded(inp, kind)
+    if kind in ("ada", "rosinality"):
+        checkpoint.save_generator(out, cfg, variables, source=str(inp), extra=extra, overwrite=overwrite)
+    elif kind == "inception":
+        checkpoint.save(out, variables, cfg, "inception", source=str(inp), extra=extra, overwrite=overwrite)
+    else:
+        checkpoint.save_classifier(out, cfg, variables["params"], source=str(inp), extra=extra, overwrite=overwrite)
     meta = checkpoint.read_meta(out)
     summary.update(parameter_count=meta["parameter_count"], out=str(out))
     return summary

@@ -23,11 +23,10 @@ from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from lace_jax.models import ops
-from lace_jax.models.stylegan2 import StyleGAN2Config, mapping_w, variable_shapes
+from lace_jax.models.stylegan2 import StyleGAN2Config, estimate_w_avg, variable_shapes
 
 
 class Loaded(NamedTuple):
@@ -172,13 +171,6 @@ def params_from_state_dict(g_ema_state_dict: Mapping[str, np.ndarray], *, latent
         variables["buffers"]["mapping"]["w_avg"] = np.asarray(
             estimate_w_avg(cfg, variables, key, w_avg_samples), np.float32)
     return cfg, variables
-
-
-def estimate_w_avg(cfg: StyleGAN2Config, variables: Mapping, key: jax.Array, n: int = 4096) -> jax.Array:
-    """Mean of the (untruncated) mapping output over `n` latents z ~ N(0, I) drawn from `key`."""
-    z = jax.random.normal(key, (n, cfg.z_dim), jnp.float32)
-    c = None if cfg.c_dim == 0 else jax.nn.one_hot(jnp.zeros(n, jnp.int32), cfg.c_dim)
-    return jnp.mean(mapping_w(cfg, variables, z, c), axis=0)
 
 
 def load(path: str | Path, **kwargs) -> Loaded:

@@ -23,7 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from lace_jax import energy as E
-from lace_jax.models.classifiers import LatentClassifier, MappingW, dense_embedder_params_from_state_dict
+from lace_jax.models.classifiers import LatentClassifier, MappingW
+from ports.lace_classifier import params_from_state_dict as dense_embedder_params_from_state_dict
 from ports import rosinality, stylegan2_ada
 from tests.conftest import fixtures_dir
 

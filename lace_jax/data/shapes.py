@@ -161,7 +161,7 @@ def _render_batch(f: Factors, resolution: int) -> jax.Array:
 
 def render(factors: Factors, resolution: int = 32) -> jax.Array:
     """Images [B, 3, H, W] float32 in [−1, 1] for a batch of factors. Compiled once per shape and resolution
-    (called eagerly, op by op, the first batch cost ≈ 7 s of per-primitive dispatch); fine inside `jax.jit` too."""
+    (called eagerly, op by op, every primitive would be dispatched on its own); fine inside `jax.jit` too."""
     if resolution < 8:
         raise ValueError(f"shapes.render: resolution must be >= 8, got {resolution}")
     f = Factors(*(jnp.asarray(v) for v in factors))

@@ -118,7 +118,8 @@ class InversionResult(NamedTuple):
     history: Array    # [steps, B] error before each step
 
 
-def _invert(generate, z0, target, mask, sigma, learning_rate, *, steps, loss, constraint):
+def invert_steps(generate, z0, target, mask, sigma, learning_rate, *, steps, loss, constraint):
+    """The traced inversion loop behind `invert` (unchecked arguments; callers inside a jit use it directly)."""
     opt = optax.adam(learning_rate)
 
     def per_image(z):
@@ -140,7 +141,7 @@ def _invert(generate, z0, target, mask, sigma, learning_rate, *, steps, loss, co
     return InversionResult(z, per_image(z), history)
 
 
-_invert_jit = jax.jit(_invert, static_argnames=("steps", "loss", "constraint"))
+_invert_jit = jax.jit(invert_steps, static_argnames=("steps", "loss", "constraint"))
 
 
 def invert(generate: Callable, z0: Array, target: Array, mask: Optional[Array] = None, *, steps: int = 100,

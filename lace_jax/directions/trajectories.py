@@ -12,13 +12,12 @@ reconstruction error; ``pairs()`` flattens it for fitting, and ``error_filter`` 
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from lace_jax.directions.inversion import (CONSTRAINTS, LOSSES, _invert, as_pytree_fn, project)
+from lace_jax.directions.inversion import CONSTRAINTS, LOSSES, as_pytree_fn, invert_steps, project
 
 Array = jax.Array
 
@@ -53,7 +52,7 @@ def _build(generate, transform, z0, deltas, sigma, learning_rate, *, steps, loss
     def one_step(z, delta_k):                          # delta_k: [L]
         amount = jnp.repeat(delta_k, b)                # [L·B]
         target, mask = transform(x0_rep, amount)
-        res = _invert(generate, z, target, mask, sigma, learning_rate,
+        res = invert_steps(generate, z, target, mask, sigma, learning_rate,
                       steps=steps, loss=loss, constraint=constraint)
         return res.z, (res.z, res.loss)
 

@@ -20,8 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import operator
-import os
-import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
@@ -194,6 +192,19 @@ def stats_update(state: StatsState, features: Any) -> StatsState:
     return StatsState(state.count + len(x), shift, state.total + xc.sum(0), state.outer + xc.T @ xc)
 
 
+def stats_merge(a: StatsState, b: StatsState) -> StatsState:
+    """The accumulator of the union of two sample sets (e.g. per-condition statistics pooled), re-centred on
+    `a`'s shift: Σ(x − s) = Σ(x − s_b) + n_b d and Σ(x − s)(x − s)ᵀ = Σ(x − s_b)(x − s_b)ᵀ + d tᵀ + t dᵀ + n_b d dᵀ
+    with d = s_b − s, t = Σ(x − s_b)."""
+    if b.count == 0:
+        return a
+    if a.count == 0:
+        return b
+    d = b.shift - a.shift
+    outer_b = b.outer + np.outer(d, b.total) + np.outer(b.total, d) + b.count * np.outer(d, d)
+    return StatsState(a.count + b.count, a.shift, a.total + b.total + b.count * d, a.outer + outer_b)
+
+
 def stats_finalize(state: StatsState) -> tuple[np.ndarray, np.ndarray]:
     """(mu, sigma) of everything added, equal to `activation_statistics` of all features at once."""
     n = state.count
@@ -298,14 +309,9 @@ def save_reference(path: str | Path, mu: Any, sigma: Any, *, meta: dict | None =
     if path.suffix != ".npz":
         raise ReferenceFileError(f"save_reference: {path} must end in .npz (numpy would append it)")
     extra = {} if meta is None else {"lace_jax_meta": np.array(json.dumps(meta, sort_keys=True))}
-    tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}.npz")
-    try:
-        np.savez(tmp, mu=m, sigma=s, **extra)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    from lace_jax import records
+
+    return records.write_npz(path, mu=m, sigma=s, **extra)
 
 
 def cache_path(path: str | Path) -> Path:

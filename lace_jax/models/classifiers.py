@@ -1,4 +1,5 @@
-"""LACE's latent classifier (`DenseEmbedder`) in Flax, its state-dict converter, and pytree-callable latent maps.
+"""LACE's latent classifier (`DenseEmbedder`) in Flax and pytree-callable latent maps (the torch state-dict
+conversion is `ports.lace_classifier.params_from_state_dict`).
 
 LACE classifies the latent `w = g(z)` of a StyleGAN2 with a small MLP written as 1×1 convolutions; on a vector
 that is a stack of dense layers. Hidden sizes are `linspace(input_dim, up_dim, depth).astype(int)` (e.g.
@@ -20,7 +21,6 @@ single latent `z[D]`.
 """
 from __future__ import annotations
 
-import re
 from typing import Any, Mapping, Sequence
 
 import flax.linen as nn
@@ -84,99 +84,6 @@ class DenseEmbedder(nn.Module):
         """The module LACE builds with `DenseEmbedder(input_dim, up_dim, depth, num_classes | num_classes_list)`."""
         return cls(dims=dense_embedder_dims(input_dim, up_dim, depth), num_classes=num_classes,
                    num_classes_list=None if num_classes_list is None else tuple(int(n) for n in num_classes_list))
-
-
-# --------------------------------------------------------------------------------------------------------------
-# torch state dict → (config, variables)
-
-_NET_KEY = re.compile(r"^net\.(\d+)\.(weight|bias|[A-Za-z_]+)$")
-
-
-def dense_embedder_params_from_state_dict(
-        state_dict: Mapping[str, Any], num_classes_list: Sequence[int] | None = None) -> tuple[dict, dict]:
-    """A LACE `DenseEmbedder.state_dict()` (keys `net.{3l}.weight|bias`, `linear.*` or `heads.*`, with or without
-    the `f.` prefix of the training wrapper) → `(config, variables)` with `DenseEmbedder(**config)`.
-
-    Sizes and layout are read from the shapes. A `heads` layer holds `sum(num_classes_list)` outputs; the split
-    cannot be seen in the weights, so it defaults to one head (`[K]`) unless `num_classes_list` is given.
-    Missing, unexpected or misshapen keys raise ValueError naming the key."""
-    sd: dict[str, np.ndarray] = {}
-    for key, value in state_dict.items():
-        k = str(key)
-        k = k[2:] if k.startswith("f.") else k
-        if k in sd:
-            raise ValueError(f"DenseEmbedder state dict: key {key!r} appears both with and without the 'f.' prefix")
-        sd[k] = np.asarray(value)
-
-    params: dict[str, dict[str, np.ndarray]] = {}
-    dims: list[int] = []
-    used: set[str] = set()
-    l = 0
-    while f"net.{3 * l}.weight" in sd:
-        wk, bk = f"net.{3 * l}.weight", f"net.{3 * l}.bias"
-        w = sd[wk]
-        if w.ndim != 4 or w.shape[2:] != (1, 1):
-            raise ValueError(f"DenseEmbedder state dict: key {wk!r} has shape {tuple(w.shape)}, expected a 1x1 conv "
-                             "weight [out, in, 1, 1]")
-        out_dim, in_dim = int(w.shape[0]), int(w.shape[1])
-        if dims and in_dim != dims[-1]:
-            raise ValueError(f"DenseEmbedder state dict: key {wk!r} has {in_dim} input channels (shape "
-                             f"{tuple(w.shape)}), but the previous layer has {dims[-1]} outputs")
-        if bk not in sd:
-            raise ValueError(f"DenseEmbedder state dict: missing key {bk!r}")
-        b = sd[bk]
-        if tuple(b.shape) != (out_dim,):
-            raise ValueError(f"DenseEmbedder state dict: key {bk!r} has shape {tuple(b.shape)}, expected ({out_dim},)")
-        if not dims:
-            dims.append(in_dim)
-        dims.append(out_dim)
-        params[f"net_{l}"] = {"kernel": np.ascontiguousarray(w[:, :, 0, 0].T, dtype=np.float32),
-                              "bias": b.astype(np.float32)}
-        used.update((wk, bk))
-        l += 1
-    if not dims:
-        raise ValueError("DenseEmbedder state dict: missing key 'net.0.weight' (found keys "
-                         f"{sorted(sd)[:8]}{' ...' if len(sd) > 8 else ''})")
-
-    layouts = [name for name in LAYOUTS if f"{name}.weight" in sd]
-    if len(layouts) != 1:
-        raise ValueError("DenseEmbedder state dict: expected exactly one of the keys 'linear.weight' and "
-                         f"'heads.weight', found {[f'{n}.weight' for n in layouts] or 'neither'}")
-    layout = layouts[0]
-    wk, bk = f"{layout}.weight", f"{layout}.bias"
-    w = sd[wk]
-    if w.ndim != 2 or w.shape[1] != dims[-1]:
-        raise ValueError(f"DenseEmbedder state dict: key {wk!r} has shape {tuple(w.shape)}, expected [K, {dims[-1]}]")
-    k_out = int(w.shape[0])
-    if bk not in sd:
-        raise ValueError(f"DenseEmbedder state dict: missing key {bk!r}")
-    if tuple(sd[bk].shape) != (k_out,):
-        raise ValueError(f"DenseEmbedder state dict: key {bk!r} has shape {tuple(sd[bk].shape)}, expected ({k_out},)")
-    params[layout] = {"kernel": np.ascontiguousarray(w.T, dtype=np.float32), "bias": sd[bk].astype(np.float32)}
-    used.update((wk, bk))
-
-    for k in sorted(sd):
-        if k in used:
-            continue
-        m = _NET_KEY.match(k)
-        if m and int(m.group(1)) % 3 == 1:
-            raise ValueError(f"DenseEmbedder state dict: key {k!r} belongs to a norm layer; only norm=None "
-                             "DenseEmbedders are supported")
-        raise ValueError(f"DenseEmbedder state dict: unexpected key {k!r} (shape {tuple(sd[k].shape)})")
-
-    config: dict[str, Any] = {"dims": tuple(dims), "num_classes": None, "num_classes_list": None}
-    if layout == "linear":
-        if num_classes_list is not None:
-            raise ValueError("DenseEmbedder state dict: num_classes_list given, but the weights have a 'linear' "
-                             "(single-output) last layer")
-        config["num_classes"] = k_out
-    else:
-        ncl = (k_out,) if num_classes_list is None else tuple(int(n) for n in num_classes_list)
-        if sum(ncl) != k_out or min(ncl) < 1:
-            raise ValueError(f"DenseEmbedder state dict: num_classes_list {list(ncl)} does not split the {k_out} "
-                             f"outputs of 'heads.weight'")
-        config["num_classes_list"] = ncl
-    return config, {"params": params}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -247,7 +154,7 @@ class ProductOfExperts:
     single latent z to logits [K] (e.g. a `LatentClassifier` on w = mapping(z) and one on z). Why: LACE's ODE
     climbs a classifier's confidence and ends where that classifier is sure, which can be a pocket where only it
     is wrong (on the default model, `background=grey` led a third of black-background starts to a black image
-    the w classifier called grey at p ≈ 0.9); independently trained members rarely share such pockets, and the
+    the w classifier was sure were grey; docs/default_model.md); independently trained members rarely share such pockets, and the
     product is only confident where all of them are. Pytree-callable: the members' weights are leaves."""
 
     members: tuple
@@ -311,5 +218,5 @@ def dense_embedder_apply(config: Mapping[str, Any], variables: Any, x: jax.Array
                          num_classes_list=None if ncl is None else tuple(ncl)).apply(variables, x)
 
 
-__all__ = ["DenseEmbedder", "dense_embedder_dims", "dense_embedder_params_from_state_dict", "dense_embedder_apply",
+__all__ = ["DenseEmbedder", "dense_embedder_dims", "dense_embedder_apply",
            "LatentClassifier", "MappingW", "ProductOfExperts", "LAYOUTS"]

@@ -7,9 +7,9 @@ under jit), never traced values.
 
 Modulated convolution has two execution paths with the same maths (`fused`):
 * non-fused (default): scale the activations by the styles, run ONE ordinary convolution with the shared weight,
-  scale the output by the demodulation coefficients. On CPU (XLA, 2 cores) this measured ~6x faster than the
-  grouped convolution at batch 4 (`benchmarks/generator.py`: 1.87 vs 0.30 img/s at 32 px, 512 channels) and about
-  equal at batch 1; shared-weight convolutions are also what cuDNN runs best on GPU.
+  scale the output by the demodulation coefficients. On CPU it is much faster than the grouped convolution at
+  batch > 1 (`benchmarks/generator.py`, docs/performance.md); shared-weight convolutions are also what cuDNN runs
+  best on GPU.
 * fused: per-sample weights and one grouped convolution (`feature_group_count = batch`), exactly what upstream runs
   in `eval()` mode. Differences between the two are float32 rounding (≈1e-6 relative).
 The 2x up-sampling convolution (upstream: a stride-2 transposed convolution, then the FIR filter) is computed
@@ -191,8 +191,8 @@ def _conv_zero_inserted(x: jax.Array, w: jax.Array, s: int, pad: tuple[int, int]
                         precision: lax.PrecisionLike = None) -> jax.Array:
     """Correlation of the `s`-fold zero-inserted `x`, padded by `pad` = (py, px) on both sides, with HWIO `w`
     (= torch conv_transpose2d). Computed polyphase: one small convolution per output phase on the input grid, then
-    interleaved, so no multiply touches an inserted zero (≈3× faster than `lhs_dilation` on CPU; same terms, so
-    equal up to summation order)."""
+    interleaved, so no multiply touches an inserted zero (faster than `lhs_dilation` on CPU; same terms, so equal
+    up to summation order)."""
     kh, kw = int(w.shape[0]), int(w.shape[1])
     B, H, W = x.shape[0], x.shape[1], x.shape[2]
     plan_y, plan_x = _phase_taps(kh, s, pad[0], H), _phase_taps(kw, s, pad[1], W)

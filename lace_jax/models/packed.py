@@ -9,13 +9,12 @@ classifier. Two things the flax modules redo on every evaluation are done once h
   `[z_dim, w]`, one matrix less to stream per pass.
 
 At batch 1 on CPU the products are matrix-vector ones. XLA:CPU runs a plain `dot` on a parameter through a
-single-threaded library matvec (≈ 48 μs for 512² f32 streaming from L3 on the 2-core Xeon of docs/performance.md),
-but a `dot` whose operand is a transposed array becomes a "copy-dot" loop fusion split across the cores and reading
-that array row by row (≈ 29–32 μs). So each layer keeps its weight in both layouts, `w [in, out]` and a real
+single-threaded library matvec, but a `dot` whose operand is a transposed array becomes a "copy-dot" loop fusion
+split across the cores and reading that array row by row, which is faster (docs/performance.md has the timings). So each layer keeps its weight in both layouts, `w [in, out]` and a real
 contiguous copy `wt [out, in]`, and a custom VJP forms the forward product as `x · (wt)ᵀ` and the backward one as
 `g · wᵀ`, each behind an optimisation barrier so that XLA does not fuse the bias or activation into the product
-(which would turn it into an output fusion with a materialised transpose, 3× slower). For larger batches (and on
-other backends) the barrier only blocks useful fusion (≈ 25 % slower at batch 64), so a batching rule picks the
+(which would turn it into an output fusion with a materialised transpose). For larger batches (and on other
+backends) the barrier only blocks useful fusion, so a batching rule picks the
 plain `x · w` / `g · wᵀ` there: the batch size is only known to the vmap rule, since energies are per-sample.
 
 The packed forms are pytrees of arrays (architecture static), so jitted samplers take them as arguments like the
@@ -55,8 +54,8 @@ def make_dense(w: Any, b: Any) -> Dense:
 
 
 # On CPU, batch sizes up to this use the matrix-vector forms below; larger ones (and other backends) the plain
-# GEMM form, which XLA fuses with the bias and activation (the barrier that makes the small form fast costs
-# ~25 % at batch 64).
+# GEMM form, which XLA fuses with the bias and activation (the barrier that makes the small form fast slows
+# large batches down; docs/performance.md).
 SMALL_BATCH = 2
 
 

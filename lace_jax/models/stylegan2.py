@@ -455,7 +455,7 @@ def init(config: StyleGAN2Config, key: jax.Array) -> dict:
     biases 0, affine biases 1, noise strengths 0, const and noise_const N(0,1), w_avg 0; see `init_rule`).
 
     All random leaves come from ONE `jax.random.normal(key, [total])` draw split in tree order: a Flax `init`
-    compiles one threefry kernel per parameter (~15 s on CPU for 66 leaves); this takes well under a second."""
+    compiles one threefry kernel per parameter, which is slow on CPU; one draw compiles one."""
     shapes = variable_shapes(config)
     flat, treedef = jax.tree_util.tree_flatten_with_path(shapes)
     rules = [init_rule(_path_names(p), config) for p, _ in flat]
@@ -536,7 +536,7 @@ def generate(config: StyleGAN2Config, variables: Mapping, z: jax.Array, c: jax.A
 
 
 # `generate`, jitted (config, noise mode and cutoff static): eager callers otherwise dispatch the synthesis op by
-# op (15 s for 3 images of the shipped model against 1.7 s to compile it); inside an outer jit it is inlined.
+# op, far slower than compiling it once; inside an outer jit it is inlined.
 generate_jit = jax.jit(generate, static_argnames=("config", "noise_mode", "truncation_cutoff"))
 
 
@@ -546,6 +546,14 @@ def to_nchw(img: jax.Array) -> jax.Array:
 
 def to_nhwc(img: jax.Array) -> jax.Array:
     return jnp.transpose(img, (0, 2, 3, 1))
+
+
+def estimate_w_avg(cfg: StyleGAN2Config, variables: Mapping, key: jax.Array, num: int = 4096) -> jax.Array:
+    """Mean of the untruncated mapping output over `num` latents z ~ N(0, I) from `key` (class 0 for a
+    conditional generator): the truncation centre, for weights that carry none or a stale one."""
+    z = jax.random.normal(key, (num, cfg.z_dim), jnp.float32)
+    c = None if cfg.c_dim == 0 else jax.nn.one_hot(jnp.zeros(num, jnp.int32), cfg.c_dim)
+    return jnp.mean(mapping_w(cfg, variables, z, c), axis=0)
 
 
 def to_uint8(img: jax.Array | np.ndarray) -> np.ndarray:

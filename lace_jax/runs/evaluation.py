@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +31,7 @@ import numpy as np
 from lace_jax.runs import chunks
 from lace_jax.runs import workflow
 from lace_jax.metrics.frechet import frechet_distance
-from lace_jax import expressions
+from lace_jax import expressions, records
 
 Features = Optional[Callable[[jax.Array], jax.Array]]
 
@@ -231,27 +231,7 @@ def sweep_row_metrics(world: Any, row: Mapping[str, Any], z: np.ndarray, success
 # --------------------------------------------------------------------------------------------------------------
 # Tables
 
-def _fmt(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, (bool, np.bool_)):
-        return str(bool(v))
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, (float, np.floating)):
-        return "nan" if not math.isfinite(v) else f"{v:.3g}"
-    return str(v).replace("|", "\\|")
-
-
-def markdown(rows: Sequence[Mapping[str, Any]], columns: Optional[Sequence[str]] = None) -> str:
-    """A Markdown table of result rows (columns: the union of keys in order of appearance, or `columns`)."""
-    cols: list[str] = list(columns or [])
-    if not cols:
-        for r in rows:
-            cols += [k for k in r if k not in cols]
-    lines = ["| " + " | ".join(c.replace("|", "\\|") for c in cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+markdown = records.markdown_table
 
 
 def flat_sweep_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict]:
@@ -291,6 +271,62 @@ def judge_summary(attributes: Mapping[str, Any], labels: Mapping[str, np.ndarray
     return out
 
 
+def judge_summaries(world: Any, zs: Sequence[np.ndarray], labels: Sequence[str],
+                    success: Sequence[np.ndarray]) -> list[dict]:
+    """Per row: the judge's class frequencies / mean and std of every attribute over the successful samples."""
+    out = []
+    for label, z, ok in zip(labels, zs, success):
+        lab, _ = workflow.judge(world, workflow.render(world, z))
+        out.append({"condition": label, **judge_summary(world.attributes, lab, ok)})
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Inception FID of generated samples (pytorch-fid's network and statistics, lace_jax.metrics.fid)
+
+class InceptionFID(NamedTuple):
+    """What an Inception FID needs: the converted network's variables, the reference statistics, and whether the
+    samples are quantised to uint8 first (what PNGs hold, pytorch-fid's input) or fed as floats (LACE's scripts)."""
+    variables: Any
+    mu: np.ndarray
+    sigma: np.ndarray
+    quantize: bool = True
+    batch_size: int = 50
+
+
+def image_batches(world: Any, z: np.ndarray, batch: int = 50, quantize: bool = True):
+    """Rendered images of the finite rows of `z`, `batch` at a time (NHWC uint8, or NHWC floats in [−1, 1]):
+    memory bounded by one batch, whatever N."""
+    from lace_jax.models.stylegan2 import to_uint8
+
+    z = np.asarray(z, np.float32)
+    z = z[np.all(np.isfinite(z), axis=-1)]
+    for i in range(0, len(z), batch):
+        imgs = workflow.render(world, z[i:i + batch], batch=batch)
+        yield to_uint8(imgs) if quantize else np.transpose(imgs, (0, 2, 3, 1))
+
+
+def inception_stats(world: Any, z: np.ndarray, spec: InceptionFID, progress: Optional[Callable] = None):
+    """A streaming `metrics.fid.StatsState` of the Inception features of the images of `z`'s finite rows."""
+    from lace_jax.metrics import fid
+
+    state = fid.stats_init()
+    n = int(np.all(np.isfinite(np.asarray(z)), axis=-1).sum())
+    for feats in fid.iter_features(spec.variables, image_batches(world, z, spec.batch_size, spec.quantize),
+                                   batch_size=spec.batch_size, progress=progress, total=n):
+        state = fid.stats_update(state, feats)
+    return state
+
+
+def inception_fid(state: Any, spec: InceptionFID) -> float:
+    """FID of accumulated statistics against the reference (NaN with fewer than 2 samples)."""
+    from lace_jax.metrics import fid
+
+    if state.count < 2:
+        return float("nan")
+    return fid.frechet_distance(*fid.stats_finalize(state), spec.mu, spec.sigma)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # `python evaluate.py` over a world
 
@@ -298,10 +334,13 @@ OUTPUTS = ("results.json", "results.md")
 
 
 def run(config: Mapping[str, Any], request: Any, *, num_real: int = 2000, use_fd: bool = True,
-        tol: float = 0.1) -> tuple[dict, str]:
+        tol: float = 0.1, inception: Optional[InceptionFID] = None) -> tuple[dict, str]:
     """Sample the request's conditions (or edits, or sweep) on the config's world and score them by its judge:
     (record with one row per condition / step / setting, Markdown table). Fréchet distances use `num_real` real
-    images of the world (judge features) when `use_fd`."""
+    images of the world (judge features) when `use_fd`. With `inception`, every condition's row gets its Inception
+    FID against the reference (`fid_inception`) and the record the FID of all conditions pooled
+    (`fid_inception_all`, LACE's CIFAR-10 protocol: 5,000 per class); a world without a judge is then scored by
+    FID alone."""
     import dataclasses
 
     from lace_jax.config import load_config
@@ -309,16 +348,21 @@ def run(config: Mapping[str, Any], request: Any, *, num_real: int = 2000, use_fd
 
     say = request.progress
     world = rq.load_world(config, request.config_name)
-    if world.judge is None or world.render is None:
+    if world.render is None or (world.judge is None and inception is None):
         raise rq.RequestError(f"world {world.name!r} has no image judge to evaluate with (the shipped shapes model "
-                              "has one; for your own weights add a judge or use sample.py)")
+                              "has one; for your own weights give --fid_inception and --fid_ref, or use sample.py)")
+    if inception is not None and (request.edits or request.sweep):
+        raise rq.RequestError("--fid_inception scores conditions (--expr/--attr or the config's), not --edit or "
+                              "--sweep")
     edits = rq.edits(world, request.edits)
     if edits and (request.exprs or request.attrs):
         raise rq.RequestError("--edit cannot be combined with --expr/--attr")
-    conds = [] if edits or request.sweep else rq.conditions(world, rq.expressions(request))
+    protocol = dict(config.get("fid") or {}) if inception is not None else {}
+    conds = [] if edits or request.sweep else rq.conditions(
+        world, rq.expressions(request) or protocol.get("conditions", []))
     sampler = rq.sampler_name(world, request)
     options = rq.sampler_options(world, sampler, request.options)
-    n = rq.num_samples(world, request, default=64)
+    n = rq.num_samples(world, request, default=int(protocol.get("samples_per_condition", 64)))
     chunk = rq.chunk_size(world, request)
     if num_real < 2 and use_fd:
         raise rq.RequestError(f"--num_real must be >= 2 for a Fréchet distance, got {num_real}")
@@ -334,7 +378,7 @@ def run(config: Mapping[str, Any], request: Any, *, num_real: int = 2000, use_fd
     say(f"world={world.name} sampler={sampler} backend={jax.default_backend()} devices={jax.device_count()}")
 
     real = real_labels = None
-    if use_fd and world.real_images is not None:
+    if use_fd and world.real_images is not None and world.judge is not None:
         (real, real_labels), t_real = timed(lambda: reference_set(world, num_real, request.seed))
         say(f"reference: {num_real} real renders in {t_real:.1f}s")
     record: dict = {**request.record, "world": world.name, "config": dict(config), "sampler": sampler,
@@ -363,6 +407,10 @@ def run(config: Mapping[str, Any], request: Any, *, num_real: int = 2000, use_fd
         return record, markdown(rows)
     cache: dict = {}
     rows = []
+    pooled = None
+    if inception is not None:
+        from lace_jax.metrics import fid
+        pooled = fid.stats_init()
     for k, expr in enumerate(conds):
         seed = request.seed + k
         try:
@@ -374,22 +422,38 @@ def run(config: Mapping[str, Any], request: Any, *, num_real: int = 2000, use_fd
             raise rq.RequestError(f"{err} (use another --out_dir)") from None
         if not res.success.any():
             raise rq.RequestError(f"every sample of {expr!r} failed ({sampler}); see --max_steps, --rtol/--atol")
-        row = condition_metrics(world, expr, res, seed=seed, real_features=real, tol=tol, time_s=t,
-                                real_labels=real_labels)
+        if world.judge is not None:
+            row = condition_metrics(world, expr, res, seed=seed, real_features=real, tol=tol, time_s=t,
+                                    real_labels=real_labels)
+        else:
+            ok = np.asarray(res.success)
+            row = {"expr": expr, "num_samples": int(len(ok)), "num_failed": int((~ok).sum()), "time_s": float(t)}
+            if res.stats.get("nfe") is not None and ok.any():
+                row["nfe"] = float(np.mean(np.asarray(res.stats["nfe"])[ok]))
+        if inception is not None:
+            state = inception_stats(world, res.z, inception, progress=lambda done, total: say(
+                f"condition {k + 1}/{len(conds)} {expr!r}: Inception features {done}/{total}"))
+            row["fid_inception"] = inception_fid(state, inception)
+            pooled = fid.stats_merge(pooled, state)
         row["failed_indices"] = res.failed_indices.tolist()
-        say(f"{expr!r}: accuracy {row['accuracy']:.3f} vs unconditional {row['base_rate']:.3f}"
-            + (f", FD matched {row['fd_matched']:.2f} (all real {row['fd']:.2f})" if "fd" in row else "")
-            + f", NFE {row.get('nfe', 0):.1f}")
+        say(f"{expr!r}: " + (f"accuracy {row['accuracy']:.3f} vs unconditional {row['base_rate']:.3f}, "
+                             if "accuracy" in row else "")
+            + (f"FD matched {row['fd_matched']:.2f} (all real {row['fd']:.2f}), " if "fd" in row else "")
+            + (f"Inception FID {row['fid_inception']:.3f}, " if "fid_inception" in row else "")
+            + f"NFE {row.get('nfe', 0):.1f}")
         rows.append(row)
     record["rows"] = rows
+    if inception is not None:
+        record["fid_inception_all"] = inception_fid(pooled, inception)
+        record["fid_inception_num"] = int(pooled.count)
+        record["fid_quantized"] = bool(inception.quantize)
+        say(f"Inception FID of all {int(pooled.count)} samples: {record['fid_inception_all']:.3f}")
     return record, markdown([{k: v for k, v in r.items() if k != "failed_indices"} for r in rows])
 
 
 def write_results(out_dir, record: dict, table: str, t_start: float) -> None:
     """results.md, then results.json last (its presence marks a complete run), both atomically."""
     from pathlib import Path
-
-    from lace_jax import records
 
     record = {**record, "time_s": time.time() - t_start, "environment": records.environment()}
     records.write_text(Path(out_dir) / "results.md", table)
@@ -406,5 +470,6 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 __all__ = ["atom_by_judge", "judge_satisfied", "reference_features", "reference_set", "matched_fd",
            "reference_features_from_images", "fd",
            "start_latents", "condition_metrics", "edit_metrics", "sweep_row_metrics", "flat_sweep_rows", "markdown",
-           "judge_summary", "run", "write_results", "OUTPUTS",
+           "judge_summary", "judge_summaries", "run", "InceptionFID", "image_batches",
+           "inception_stats", "inception_fid", "write_results", "OUTPUTS",
            "timed"]

@@ -7,14 +7,11 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from lace_jax import records
+from lace_jax.models.stylegan2 import to_uint8
 
-def to_uint8_nhwc(images: np.ndarray) -> np.ndarray:
-    """NCHW float images in [-1, 1] → NHWC uint8, as upstream: clip(x·127.5 + 128, 0, 255), then truncate."""
-    x = np.asarray(images, dtype=np.float32)
-    if x.ndim != 4:
-        raise ValueError(f"expected NCHW images, got shape {x.shape}")
-    x = np.clip(x * 127.5 + 128.0, 0, 255).astype(np.uint8)
-    return np.transpose(x, (0, 2, 3, 1))
+
+to_uint8_nhwc = to_uint8   # the upstream rule, one implementation (`models.stylegan2.to_uint8`)
 
 
 def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2, pad_value: int = 255) -> np.ndarray:
@@ -55,12 +52,8 @@ def add_title(image: np.ndarray, title: str, height: int = 16) -> np.ndarray:
 
 
 def save_png(path: str | Path, image: np.ndarray) -> Path:
-    """Write an HWC (or HW) uint8 array as PNG, atomically (temp file + rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(np.asarray(image, np.uint8)).save(tmp, format="PNG")
-    tmp.replace(path)
-    return path
+    """Write an HWC (or HW) uint8 array as PNG, atomically."""
+    return records.atomic_write(path, lambda tmp: Image.fromarray(np.asarray(image, np.uint8)).save(tmp, format="PNG"))
 
 
 def scatter_png(points: np.ndarray, *, extent: tuple[float, float, float, float], size: int = 512,

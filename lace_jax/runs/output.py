@@ -103,17 +103,4 @@ def image_output(world: Any, zs: Sequence[np.ndarray], labels: Sequence[str], nc
     return images.add_title(grid, title), pngs, u8
 
 
-def judge_summaries(world: Any, zs: Sequence[np.ndarray], labels: Sequence[str],
-                    success: Sequence[np.ndarray]) -> list[dict]:
-    """Per row: the judge's class frequencies / mean and std of every attribute over the successful samples."""
-    from lace_jax.runs import evaluation, workflow
-
-    out = []
-    for label, z, ok in zip(labels, zs, success):
-        lab, _ = workflow.judge(world, workflow.render(world, z))
-        out.append({"condition": label, **evaluation.judge_summary(world.attributes, lab, ok)})
-    return out
-
-
-__all__ = ["Output", "OUTPUTS", "prepare_out_dir", "slug", "write", "image_rows", "image_output",
-           "judge_summaries"]
+__all__ = ["Output", "OUTPUTS", "prepare_out_dir", "slug", "write", "image_rows", "image_output"]

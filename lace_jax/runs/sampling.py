@@ -9,7 +9,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from lace_jax.runs import chunks, output, request as rq, sweeps, workflow
+from lace_jax.runs import chunks, evaluation, output, request as rq, sweeps, workflow
 from lace_jax.runs.output import Output
 
 
@@ -87,7 +87,7 @@ def run(config: Mapping[str, Any], request: rq.Request) -> Optional[Output]:
             arrays["images"] = np.stack(u8)                  # [C, N, H, W, 3] uint8; failed rows are zeros
             arrays["images"][~success] = 0
         if world.judge is not None:
-            record["judge_summary"] = output.judge_summaries(world, zs, labels, success)
+            record["judge_summary"] = evaluation.judge_summaries(world, zs, labels, success)
     elif world.name == "toy2d":
         grid, pngs = _toy2d_pictures(world, ([world.expr] + edits) if edits else labels, labels, zs, success,
                                      sampler)

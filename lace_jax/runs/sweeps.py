@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -40,7 +39,7 @@ import numpy as np
 from lace_jax import energy as en
 from lace_jax import expressions
 from lace_jax import records
-from lace_jax.samplers import dispatch
+from lace_jax import samplers
 
 TRACED_OPTIONS = ("rtol", "atol", "step_size", "noise_scale", "damping")
 SETTING_KEYS = ("label", "sampler", "expr", "seed")
@@ -96,17 +95,17 @@ class Runner:
 
     def _fn(self, sampler, static, cond, z0, key, traced):
         self.traces += 1
-        return dispatch.run(key, sampler, cond, z0, dataclasses.replace(static, **traced))
+        return samplers.run(key, sampler, cond, z0, dataclasses.replace(static, **traced))
 
     @staticmethod
-    def split(options: dispatch.SamplerOptions) -> tuple[dispatch.SamplerOptions, dict]:
+    def split(options: samplers.SamplerOptions) -> tuple[samplers.SamplerOptions, dict]:
         """(static options with the traced fields blanked, {field: float32 scalar})."""
         static = dataclasses.replace(options, **{f: None for f in TRACED_OPTIONS})
         traced = {f: jnp.float32(getattr(options, f)) for f in TRACED_OPTIONS}
         return static, traced
 
     def __call__(self, sampler: str, cond: Any, z0: jax.Array, key: jax.Array,
-                 options: dispatch.SamplerOptions) -> tuple[dispatch.SampleOutput, float, float]:
+                 options: samplers.SamplerOptions) -> tuple[samplers.SampleOutput, float, float]:
         """Run; returns (output, compile seconds spent on this call (0 when reused), execution seconds)."""
         static, traced = self.split(options)
         args = (cond, z0, key, traced)
@@ -159,7 +158,7 @@ def run_sweep(world: Any, settings: Sequence[Mapping[str, Any]], *, num_samples:
     `extra_metrics(row, z, success, z0) -> dict` adds metrics to each row (e.g. `evaluation.sweep_row_metrics`:
     accuracy by an image judge and a Fréchet distance)."""
     runner = runner or Runner()
-    fields = {f.name for f in dataclasses.fields(dispatch.SamplerOptions)}
+    fields = {f.name for f in dataclasses.fields(samplers.SamplerOptions)}
     rows = []
     for setting in settings:
         unknown = set(setting) - fields - set(SETTING_KEYS)
@@ -197,18 +196,6 @@ def run_sweep(world: Any, settings: Sequence[Mapping[str, Any]], *, num_samples:
 # --------------------------------------------------------------------------------------------------------------
 # Output
 
-def _fmt(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return str(v)
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, (float, np.floating)):
-        return "nan" if not math.isfinite(v) else f"{v:.3g}"
-    return str(v).replace("|", "\\|")
-
-
 def to_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     """A Markdown table: one column per setting field (union, in order of appearance), the metrics, NFE, time."""
     s_cols: list[str] = []
@@ -216,13 +203,9 @@ def to_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     for r in rows:
         s_cols += [k for k in r["setting"] if k not in s_cols]
         m_cols += [k for k in r["metrics"] if k not in m_cols]
-    head = s_cols + m_cols + ["nfe", "time_s", "compile_s"]
-    lines = ["| " + " | ".join(h.replace("|", "\\|") for h in head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = ([_fmt(r["setting"].get(k)) for k in s_cols] + [_fmt(r["metrics"].get(k)) for k in m_cols]
-                 + [_fmt(r.get("nfe")), _fmt(r.get("time_s")), _fmt(r.get("compile_s"))])
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    flat = [{**{k: r["setting"].get(k) for k in s_cols}, **{k: r["metrics"].get(k) for k in m_cols},
+             "nfe": r.get("nfe"), "time_s": r.get("time_s"), "compile_s": r.get("compile_s")} for r in rows]
+    return records.markdown_table(flat, s_cols + m_cols + ["nfe", "time_s", "compile_s"])
 
 
 def write(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
@@ -230,9 +213,7 @@ def write(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, extra: Mapping
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     records.write_json(out / "rows.json", {"rows": list(rows), **dict(extra or {})})
-    tmp = out / "table.md.tmp"
-    tmp.write_text(to_markdown(rows))
-    tmp.replace(out / "table.md")
+    records.write_text(out / "table.md", to_markdown(rows))
     return out
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import flax.struct
 import jax
@@ -29,7 +29,7 @@ import numpy as np
 from lace_jax import energy as en
 from lace_jax import expressions
 from lace_jax.runs import chunks
-from lace_jax.samplers import dispatch
+from lace_jax import samplers
 
 # LACE's FFHQ sequential-editing regularisers (VPODE reg_z, reg_logits)
 EDIT_REG_Z = 0.04
@@ -45,7 +45,7 @@ class EditStep(NamedTuple):
     result: chunks.BatchResult
 
 
-def _per_sample_fn(sampler: str, options: dispatch.SamplerOptions, latent_dim: int, *, edit: bool = False,
+def _per_sample_fn(sampler: str, options: samplers.SamplerOptions, latent_dim: int, *, edit: bool = False,
                    cache: Optional[dict] = None):
     """The per-sample (or joint-chunk) function; with `cache`, the same object for the same settings, so
     `chunks.generate(cache=...)` reuses its compiled chunk function."""
@@ -57,20 +57,20 @@ def _per_sample_fn(sampler: str, options: dispatch.SamplerOptions, latent_dim: i
     return cache[key]
 
 
-def _make_per_sample(sampler: str, options: dispatch.SamplerOptions, latent_dim: int, *, edit: bool = False):
+def _make_per_sample(sampler: str, options: samplers.SamplerOptions, latent_dim: int, *, edit: bool = False):
     if sampler in ("ode", "ode_tc") and options.batch_mode == "joint":
         if edit:
-            return dispatch.joint_ode_fn(options, latent_dim, init_for_indices=lambda p, idx: p.anchors[idx],
+            return samplers.joint_ode_fn(options, latent_dim, init_for_indices=lambda p, idx: p.anchors[idx],
                                          sampler=sampler)
-        return dispatch.joint_ode_fn(options, latent_dim, sampler=sampler)
+        return samplers.joint_ode_fn(options, latent_dim, sampler=sampler)
     if edit:
-        return dispatch.sampler_fn(sampler, options, latent_dim,
+        return samplers.sampler_fn(sampler, options, latent_dim,
                                    energy_for_index=lambda p, i: p.take(i),
                                    init_for_index=lambda p, i: p.take(i).anchor)
-    return dispatch.sampler_fn(sampler, options, latent_dim)
+    return samplers.sampler_fn(sampler, options, latent_dim)
 
 
-def fingerprint(world: Any, kind: str, expr: Any, sampler: str, options: dispatch.SamplerOptions,
+def fingerprint(world: Any, kind: str, expr: Any, sampler: str, options: samplers.SamplerOptions,
                 **extra) -> dict:
     """What identifies a batch run in its manifest (a different run in the same folder is refused)."""
     return {"world": world.name, "config": {k: v for k, v in world.config.items() if k != "conditions"},
@@ -78,7 +78,7 @@ def fingerprint(world: Any, kind: str, expr: Any, sampler: str, options: dispatc
 
 
 def sample_condition(world: Any, expr: str, *, num_samples: int, seed: int = 0, sampler: str = "ode",
-                     options: Optional[dispatch.SamplerOptions] = None, chunk_size: int = 256,
+                     options: Optional[samplers.SamplerOptions] = None, chunk_size: int = 256,
                      out_dir: str | Path | None = None, progress: Optional[Callable] = None,
                      devices: Sequence[Any] | None = None, cache: Optional[dict] = None) -> chunks.BatchResult:
     """`num_samples` latents under the expression's energy (conditional: `name=value`; compositional: `&`, `|`,
@@ -149,7 +149,7 @@ class _WithAnchor:
 
 
 def edit_step(world: Any, names: Sequence[str], targets: Sequence[Any], z_prev: np.ndarray, *, seed: int = 0,
-              sampler: str = "ode", options: Optional[dispatch.SamplerOptions] = None, chunk_size: int = 256,
+              sampler: str = "ode", options: Optional[samplers.SamplerOptions] = None, chunk_size: int = 256,
               out_dir: str | Path | None = None, progress: Optional[Callable] = None, reg_z: float = EDIT_REG_Z,
               reg_logits: float = EDIT_REG_LOGITS, devices: Sequence[Any] | None = None,
               cache: Optional[dict] = None) -> chunks.BatchResult:
@@ -171,7 +171,7 @@ def edit_step(world: Any, names: Sequence[str], targets: Sequence[Any], z_prev: 
 
 
 def sequential_edit(world: Any, edits: Sequence[str], *, num_samples: int, seed: int = 0, sampler: str = "ode",
-                    options: Optional[dispatch.SamplerOptions] = None, chunk_size: int = 256,
+                    options: Optional[samplers.SamplerOptions] = None, chunk_size: int = 256,
                     z_start: Optional[np.ndarray] = None, out_dir: str | Path | None = None,
                     progress: Optional[Callable[[int, Any], None]] = None, reg_z: float = EDIT_REG_Z,
                     reg_logits: float = EDIT_REG_LOGITS, cache: Optional[dict] = None,

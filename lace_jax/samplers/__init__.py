@@ -15,7 +15,7 @@ samples and `nfe`; deterministic solvers accept and ignore the key), and one ent
 * `NAMES`, `ODE_SOLVERS`, `TC_SOLVERS`: the sampler and solver names `run` (and the CLIs) accept.
 """
 from lace_jax.samplers._solvers import ODE_SOLVERS, SOLVERS, TC_SOLVERS
-from lace_jax.samplers.dispatch import (LANGEVIN, NAMES, SAMPLERS, TC_DEFAULTS, SampleOutput, SamplerOptions,
+from lace_jax.samplers._dispatch import (LANGEVIN, NAMES, SAMPLERS, TC_DEFAULTS, SampleOutput, SamplerOptions,
                                         joint_ode_fn, run, sampler_fn)
 from lace_jax.samplers.langevin import LangevinResult, sample_sgld, sample_ula, sgld_step
 from lace_jax.samplers.mcmc import (AnnealedResult, LevelResult, MCMCState, StepInfo, annealed_mcmc, hmc_step,

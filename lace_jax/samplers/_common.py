@@ -34,7 +34,7 @@ def split_for_vmap(energy: Any) -> tuple[Any, Any]:
     """`(pytree, in_axes)` to vmap a per-sample solve over a batch: a `BatchedEnergy` maps its batched leaves,
     a plain energy is shared (`in_axes=None`)."""
     if isinstance(energy, energy_lib.BatchedEnergy):
-        return energy.energy, energy._in_axes()
+        return energy.energy, energy.in_axes()
     return energy, None
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from lace_jax import energy
 from lace_jax.runs import evaluation
 from lace_jax.data import shapes
-from lace_jax.worlds.shapes import ASSETS, DEFAULT_SPACE, SPACES, DefaultModel, load_default
+from lace_jax.worlds.shapes import ASSETS, DEFAULT_SPACE, DefaultModel, load_default
 from lace_jax import samplers
 
 LACE_SAMPLER = {"kind": "ode", "solver": "dopri5", "rtol": 1e-3, "atol": 1e-3}

@@ -24,7 +24,7 @@ import numpy as np
 from lace_jax import checkpoint
 from lace_jax.data import shapes
 from lace_jax.models import stylegan2 as sg
-from lace_jax.training import latent
+from lace_jax.training import gan_run, judge_run, latent
 
 REFERENCE_SEED = 7
 
@@ -47,11 +47,11 @@ def export_default(gan_dir: str | Path, judge_dir: str | Path, latent_dir: str |
                    card_extra: dict) -> Path:
     """Write generator/, judge/, classifiers/ and model_card.json under `out` (replacing what is there)."""
     out, latent_dir = Path(out), Path(latent_dir)
-    g_cfg, g_vars, gcfg = latent.load_gan_ema(gan_dir)
+    g_cfg, g_vars, gcfg = gan_run.load_gan_ema(gan_dir)
     w_avg = np.load(latent_dir / "w_avg.npy")
     g_vars = {"params": g_vars["params"], "buffers": dict(g_vars["buffers"], mapping={"w_avg": jnp.asarray(w_avg)})}
     _write_generator(out, g_cfg, g_vars, {"trained_steps": gcfg["trained_steps"], "ema": True})
-    jmodel, jparams, jcfg = latent.load_judge(judge_dir)
+    jmodel, jparams, jcfg = judge_run.load_judge(judge_dir)
     checkpoint.save(out / "judge", {"params": jparams}, judge_config(jmodel), "attribute_cnn", overwrite=True,
                     extra={"trained_steps": jcfg["trained_steps"]})
     if (out / "classifiers").exists():
@@ -78,12 +78,12 @@ def export_generator(gan_dir: str | Path, out: str | Path, card_extra: dict) -> 
     shapes_latent --set assets=<out>` and `--classifiers_only`, then re-measure."""
     out = Path(out)
     card = json.loads((out / "model_card.json").read_text())
-    g_cfg, g_vars, gcfg = latent.load_gan_ema(gan_dir)
+    g_cfg, g_vars, gcfg = gan_run.load_gan_ema(gan_dir)
     old_cfg = sg.StyleGAN2Config(**checkpoint.read_meta(out / "generator")["config"])   # no weights needed
     if old_cfg != g_cfg:
         raise ValueError(f"{gan_dir} trains another generator architecture than the one in {out}; "
                          "export the whole model instead")
-    w_avg = latent.estimate_w_avg(g_cfg, g_vars, jax.random.PRNGKey(0))
+    w_avg = np.asarray(sg.estimate_w_avg(g_cfg, g_vars, jax.random.PRNGKey(0), 10000))
     g_vars = {"params": g_vars["params"], "buffers": dict(g_vars["buffers"], mapping={"w_avg": jnp.asarray(w_avg)})}
     _write_generator(out, g_cfg, g_vars, {"trained_steps": gcfg["trained_steps"], "ema": True,
                                           "init_from": gcfg.get("init_from")})

@@ -44,9 +44,7 @@ def initial_generator(source: str | Path, g_cfg: sg.StyleGAN2Config) -> dict:
     if (source / "lace_jax.json").is_file():
         cfg, variables = checkpoint.load_generator(source)
     elif (source / "checkpoints").is_dir():
-        from lace_jax.training import latent
-
-        cfg, variables, _ = latent.load_gan_ema(source)
+        cfg, variables, _ = load_gan_ema(source)
     else:
         raise FileNotFoundError(f"init_from={str(source)!r} is neither a generator checkpoint (lace_jax.json) "
                                 "nor a shapes_gan workdir (checkpoints/)")
@@ -116,3 +114,11 @@ def train_gan(config: dict, workdir: str | Path, log: Callable[[str], None] = pr
     with open(workdir / "gan_run.json", "a") as fh:
         fh.write(json.dumps(record) + "\n")
     return record
+
+
+def load_gan_ema(gan_workdir: str | Path) -> tuple[sg.StyleGAN2Config, dict, dict]:
+    """(generator config, EMA variables with w_avg unset, the GAN run's config) from a shapes_gan workdir."""
+    gcfg = loop.run_config(gan_workdir)
+    g_cfg, buffers, _, template, *_ = build(gcfg)
+    state = loop.restore_newest(gan_workdir, template, gcfg, "GAN")
+    return g_cfg, {"params": state["g_ema"], "buffers": buffers}, gcfg

@@ -37,3 +37,11 @@ def train_judge(config: dict, workdir: str | Path, log: Callable[[str], None] = 
     (workdir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     log("judge eval " + json.dumps(metrics))
     return metrics
+
+
+def load_judge(judge_workdir: str | Path):
+    """(judge module, params, the judge run's config) from a shapes_judge workdir."""
+    jcfg = loop.run_config(judge_workdir)
+    model, _, template = judge.init_state(jcfg, jax.random.PRNGKey(0))
+    state = loop.restore_newest(judge_workdir, template, jcfg, "judge")
+    return model, state["params"], jcfg

@@ -27,7 +27,7 @@ from lace_jax.data import shapes
 from lace_jax.models import stylegan2 as sg
 from lace_jax.models.attribute_cnn import AttributeCNN
 from lace_jax.models.classifiers import DenseEmbedder, dense_embedder_dims
-from lace_jax.training import gan_run, judge, loop
+from lace_jax.training import gan_run, judge_run
 
 LATENT_ATTRIBUTES = ("shape", "background", "size", "x", "y", "hue")
 
@@ -125,38 +125,6 @@ def evaluate_classifier(cfg: dict, variables, x: np.ndarray, y: np.ndarray) -> d
     return {"mae": float(np.mean(np.abs(out[:, 0] - y)))}
 
 
-def load_gan_ema(gan_workdir: str | Path) -> tuple[sg.StyleGAN2Config, dict, dict]:
-    """(generator config, EMA variables with w_avg unset, the GAN run's config) from a shapes_gan workdir."""
-    gcfg = _run_config(gan_workdir)
-    g_cfg, buffers, _, template, *_ = gan_run.build(gcfg)
-    state = _restore_newest(gan_workdir, template, gcfg, "GAN")
-    return g_cfg, {"params": state["g_ema"], "buffers": buffers}, gcfg
-
-
-def load_judge(judge_workdir: str | Path) -> tuple[AttributeCNN, dict, dict]:
-    """(judge module, params, the judge run's config) from a shapes_judge workdir."""
-    jcfg = _run_config(judge_workdir)
-    model, _, template = judge.init_state(jcfg, jax.random.PRNGKey(0))
-    state = _restore_newest(judge_workdir, template, jcfg, "judge")
-    return model, state["params"], jcfg
-
-
-def _run_config(workdir: str | Path) -> dict:
-    return json.loads((Path(workdir) / "config.json").read_text())
-
-
-def _restore_newest(workdir: str | Path, template, run_config: dict, what: str):
-    """The newest checkpoint of a training workdir restored against `template`; records `trained_steps` in
-    `run_config`. No checkpoint is a FileNotFoundError naming the folder."""
-    manager = loop.checkpoint_manager(Path(workdir) / "checkpoints")
-    state, step = loop.restore_latest(manager, template)
-    manager.close()
-    if step == 0:
-        raise FileNotFoundError(f"no {what} checkpoint in {Path(workdir)}/checkpoints")
-    run_config["trained_steps"] = step
-    return state
-
-
 def load_from_assets(path: str | Path) -> tuple[sg.StyleGAN2Config, dict, AttributeCNN, dict, int]:
     """(generator config, EMA variables with their shipped w_avg, judge module, judge params, GAN steps) from a
     default-model directory laid out like `lace_jax/assets/default/`: retrains the latent classifiers of a shipped
@@ -165,12 +133,6 @@ def load_from_assets(path: str | Path) -> tuple[sg.StyleGAN2Config, dict, Attrib
     model = load_default(path)
     return (model.generator_config, model.generator, model.judge_model, model.judge_params,
             int(model.card.get("gan_steps", 0)))
-
-
-def estimate_w_avg(g_cfg: sg.StyleGAN2Config, g_vars: dict, key: jax.Array, num: int = 10000) -> np.ndarray:
-    """Mean of mapping(z) over `num` draws: the truncation centre (set after training instead of an EMA)."""
-    z = jax.random.normal(key, (num, g_cfg.z_dim))
-    return np.asarray(jnp.mean(sg.mapping_w(g_cfg, g_vars, z), 0))
 
 
 def train_latent(config: dict, workdir: str | Path, log: Callable[[str], None] = print) -> dict:
@@ -183,12 +145,12 @@ def train_latent(config: dict, workdir: str | Path, log: Callable[[str], None] =
         g_cfg, g_vars, judge_model, judge_params, gan_steps = load_from_assets(config["assets"])
         source = f"assets {config['assets']}"
     else:
-        g_cfg, g_vars, gcfg = load_gan_ema(config["gan_workdir"])
-        judge_model, judge_params, _ = load_judge(config["judge_workdir"])
+        g_cfg, g_vars, gcfg = gan_run.load_gan_ema(config["gan_workdir"])
+        judge_model, judge_params, _ = judge_run.load_judge(config["judge_workdir"])
         gan_steps = gcfg["trained_steps"]
         g_vars = {"params": g_vars["params"],
                   "buffers": dict(g_vars["buffers"],
-                                  mapping={"w_avg": jnp.asarray(estimate_w_avg(g_cfg, g_vars, k_w))})}
+                                  mapping={"w_avg": sg.estimate_w_avg(g_cfg, g_vars, k_w, 10000)})}
         source = f"GAN workdir {config['gan_workdir']}"
     log(f"latent: GAN EMA at step {gan_steps} ({source}), labelling {config['n_train']} + {config['n_test']} samples")
     train = label_latents(g_cfg, g_vars, judge_model, judge_params, k_train, int(config["n_train"]))

@@ -7,6 +7,8 @@ mismatched checkpoint fail with a clear orbax error instead of silently loading 
 """
 from __future__ import annotations
 
+import json
+
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -78,3 +80,20 @@ def run(state: State, step_fn: StepFn, *, num_steps: int, workdir: str | Path, c
         save(manager, step, state)
     manager.close()
     return state, step
+
+
+def run_config(workdir: str | Path) -> dict:
+    """The config a training run wrote into its workdir."""
+    return json.loads((Path(workdir) / "config.json").read_text())
+
+
+def restore_newest(workdir: str | Path, template, config: dict, what: str):
+    """The newest checkpoint of a training workdir restored against `template`; records `trained_steps` in
+    `config`. No checkpoint is a FileNotFoundError naming the folder."""
+    manager = checkpoint_manager(Path(workdir) / "checkpoints")
+    state, step = restore_latest(manager, template)
+    manager.close()
+    if step == 0:
+        raise FileNotFoundError(f"no {what} checkpoint in {Path(workdir)}/checkpoints")
+    config["trained_steps"] = step
+    return state

@@ -23,7 +23,7 @@ import orbax.checkpoint as ocp
 from lace_jax.data import shapes
 from lace_jax.metrics.frechet import frechet_distance
 from lace_jax.models import stylegan2 as sg
-from lace_jax.training import latent
+from lace_jax.training import gan_run, judge_run, latent
 
 
 def real_features(judge_model, judge_params, key, num, batch=500) -> np.ndarray:
@@ -79,12 +79,12 @@ def _early_params(gan_dir: str | Path, params_template) -> tuple[int, dict] | No
 
 def measure(gan_dir, judge_dir, latent_dir, num: int, seed: int = 31) -> dict:
     """`measure_generator` for the training workdirs: the GAN's EMA generator against its own early snapshot."""
-    g_cfg, g_vars, gcfg = latent.load_gan_ema(gan_dir)
+    g_cfg, g_vars, gcfg = gan_run.load_gan_ema(gan_dir)
     w_path = Path(latent_dir) / "w_avg.npy" if latent_dir else None
     w_avg = np.load(w_path) if w_path is not None and w_path.is_file() else \
-        latent.estimate_w_avg(g_cfg, g_vars, jax.random.PRNGKey(0))     # ψ = 1 here: only recorded for symmetry
+        np.asarray(sg.estimate_w_avg(g_cfg, g_vars, jax.random.PRNGKey(0), 10000))     # ψ = 1 here: only recorded for symmetry
     g_vars = {"params": g_vars["params"], "buffers": dict(g_vars["buffers"], mapping={"w_avg": jnp.asarray(w_avg)})}
-    jm, jp, _ = latent.load_judge(judge_dir)
+    jm, jp, _ = judge_run.load_judge(judge_dir)
     early = _early_params(gan_dir, g_vars["params"])
     result = measure_generator(g_cfg, g_vars, jm, jp, num, seed, {"early": early[1]} if early else None)
     result["gan_steps"] = gcfg["trained_steps"]

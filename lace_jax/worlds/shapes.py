@@ -76,8 +76,8 @@ def build_attributes(specs: list, w: dict, z: dict, space: str = DEFAULT_SPACE, 
                      sigma: float = 0.1) -> dict:
     """`energy.Attribute`s per spec from the w classifiers `w` and z classifiers `z` (name → pytree-callable on
     z). `space`: 'w' (LACE: every attribute classified on w = mapping(z)), 'z', or 'wz' (the default: discrete
-    attributes by the `ProductOfExperts` of their w and z classifiers, continuous ones on w — averaging in the
-    z regressors, 2–3× less accurate, lowered `size=0.8` from 97 % to 90 % by the judge)."""
+    attributes by the `ProductOfExperts` of their w and z classifiers, continuous ones on w — the z regressors are
+    less accurate and averaging them in lowered the judge's accuracy; docs/default_model.md)."""
     if space not in SPACES:
         raise ValueError(f"default model: classifier_space must be one of {SPACES}, got {space!r}")
     out: dict = {}

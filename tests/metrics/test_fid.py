@@ -1,7 +1,6 @@
 """FID equal to pytorch-fid's: pool3 features of the public path, statistics (one-shot and streaming), the distance
 from the fixture's features and from ours, and reference statistics (stats files, LACE's pickle, PNG folders, uint8
 `.npz` with caches that notice changed inputs and weights). Weights: the fixture's seeded recipe."""
-import json
 import pickle
 
 import jax
@@ -11,16 +10,12 @@ from PIL import Image
 
 from lace_jax.metrics import fid
 from ports import inception as port
+from tests.fid_helpers import recipe_state_dict
 
 BATCH = 4       # every call here shares one compiled network (and the model tests' resize compiles)
 ATOL = 1e-4
 
 
-def recipe_state_dict(fixtures) -> dict:
-    recipe = json.loads((fixtures / "fid_inception" / "recipe.json").read_text())
-    ns: dict = {}
-    exec(recipe["numpy_snippet"], ns)   # noqa: S102 - the fixture's own documented numpy recipe
-    return {e["key"]: ns["make_param"](e["i"], e, recipe["seed"]) for e in recipe["keys"]}
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +107,19 @@ def test_streaming_statistics_equal_one_shot(vec):
         fid.stats_finalize(fid.stats_update(fid.stats_init(), x[:1]))
     with pytest.raises(fid.StatisticsError, match=r"\[n, 2048\]"):
         fid.stats_update(fid.stats_init(), x[:, :10])
+
+
+def test_merged_statistics_equal_the_pooled_set(vec):
+    """Per-condition accumulators merged (evaluate.py's FID of all conditions) give the statistics of the pooled
+    features, although each accumulator is centred on its own first batch."""
+    a, b = vec["fidA_pool3"].astype(np.float64), vec["fidB_pool3"].astype(np.float64)
+    sa = fid.stats_update(fid.stats_init(), a[:40])
+    sb = fid.stats_update(fid.stats_update(fid.stats_init(), b), a[40:])
+    mu, sigma = fid.stats_finalize(fid.stats_merge(sa, sb))
+    mu_ref, sigma_ref = fid.activation_statistics(np.concatenate([a[:40], b, a[40:]]))
+    np.testing.assert_allclose(mu, mu_ref, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(sigma, sigma_ref, rtol=0, atol=1e-10)
+    assert fid.stats_merge(fid.stats_init(), sa) is sa and fid.stats_merge(sa, fid.stats_init()) is sa
 
 
 def test_streaming_from_uneven_batches_and_progress(variables, feats, vec):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from lace_jax.models import classifiers as C
+from ports import lace_classifier
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 
@@ -27,7 +28,7 @@ def test_dims_match_lace_linspace():
     ("yaw", "ffhq_logits_yaw", "heads", (1,)),
 ])
 def test_fixture_logits(fixtures, lace_vectors, name, key, layout, ncl):
-    config, variables = C.dense_embedder_params_from_state_dict(_sd(fixtures, name))
+    config, variables = lace_classifier.params_from_state_dict(_sd(fixtures, name))
     assert config["dims"] == (64, 53, 42, 32)
     module = C.DenseEmbedder(**config)
     assert module.layout == layout and config["num_classes_list"] == ncl
@@ -53,31 +54,31 @@ def test_cifar_classify_through_mapping(lace_vectors):
 
 def test_f_prefix_and_wrapper_keys(fixtures, lace_vectors):
     sd = _sd(fixtures, "glasses")
-    cfg_a, var_a = C.dense_embedder_params_from_state_dict(sd)
-    cfg_b, var_b = C.dense_embedder_params_from_state_dict({"f." + k: v for k, v in sd.items()})
+    cfg_a, var_a = lace_classifier.params_from_state_dict(sd)
+    cfg_b, var_b = lace_classifier.params_from_state_dict({"f." + k: v for k, v in sd.items()})
     assert cfg_a == cfg_b
     for a, b in zip(jax.tree_util.tree_leaves(var_a), jax.tree_util.tree_leaves(var_b)):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="both with and without"):
-        C.dense_embedder_params_from_state_dict({**sd, "f.net.0.bias": sd["net.0.bias"]})
+        lace_classifier.params_from_state_dict({**sd, "f.net.0.bias": sd["net.0.bias"]})
 
 
 def test_heads_split_by_num_classes_list(fixtures):
     """A 2-output heads layer read as two continuous heads [1, 1] returns the two columns separately."""
     sd = _sd(fixtures, "glasses")
-    cfg, var = C.dense_embedder_params_from_state_dict(sd, num_classes_list=[1, 1])
+    cfg, var = lace_classifier.params_from_state_dict(sd, num_classes_list=[1, 1])
     x = jax.random.normal(jax.random.PRNGKey(0), (5, 64))
     a, b = C.DenseEmbedder(**cfg).apply(var, x)
-    (both,) = C.dense_embedder_apply(*C.dense_embedder_params_from_state_dict(sd), x)
+    (both,) = C.dense_embedder_apply(*lace_classifier.params_from_state_dict(sd), x)
     np.testing.assert_allclose(np.asarray(jnp.concatenate([a, b], -1)), np.asarray(both), rtol=0, atol=0)
     with pytest.raises(ValueError, match="does not split"):
-        C.dense_embedder_params_from_state_dict(sd, num_classes_list=[1, 2])
+        lace_classifier.params_from_state_dict(sd, num_classes_list=[1, 2])
     with pytest.raises(ValueError, match="linear"):
-        C.dense_embedder_params_from_state_dict(_sd(fixtures, "cifar"), num_classes_list=[10])
+        lace_classifier.params_from_state_dict(_sd(fixtures, "cifar"), num_classes_list=[10])
 
 
 def test_from_lace_matches_converted_shapes(fixtures):
-    cfg, var = C.dense_embedder_params_from_state_dict(_sd(fixtures, "cifar"))
+    cfg, var = lace_classifier.params_from_state_dict(_sd(fixtures, "cifar"))
     m = C.DenseEmbedder.from_lace(64, 32, 4, num_classes=10)
     init = m.init(jax.random.PRNGKey(0), jnp.zeros((1, 64)))
     assert jax.tree_util.tree_map(jnp.shape, init) == jax.tree_util.tree_map(jnp.shape, var)
@@ -100,11 +101,11 @@ def test_converter_errors_name_the_key(fixtures, mutate, match):
     sd = _sd(fixtures, "cifar")
     mutate(sd)
     with pytest.raises(ValueError, match=match):
-        C.dense_embedder_params_from_state_dict(sd)
+        lace_classifier.params_from_state_dict(sd)
 
 
 def test_latent_classifier_is_a_pytree_with_static_architecture(fixtures, lace_vectors):
-    cfg, var = C.dense_embedder_params_from_state_dict(_sd(fixtures, "yaw"))
+    cfg, var = lace_classifier.params_from_state_dict(_sd(fixtures, "yaw"))
     clf = C.LatentClassifier.create(cfg, var).select(0)
     leaves, treedef = jax.tree_util.tree_flatten(clf)
     assert len(leaves) == 12  # 4 layers × (kernel, bias, contiguous kernelᵀ); dims/heads live in the treedef

@@ -10,18 +10,13 @@ import pytest
 
 from lace_jax.models import inception as M
 from ports import inception as port
+from tests.fid_helpers import recipe_state_dict
 
 SETS = ("s32", "s64", "s299")
 ATOL = 1e-4     # the fixture README's suggestion for a float32 CPU port (10x its thread-to-thread spread)
 RTOL = 2e-6     # plus a little for the deepest layers, whose values are the largest
 
 
-def recipe_state_dict(fixtures) -> dict:
-    """The fixture's weights, bit for bit (README §1)."""
-    recipe = json.loads((fixtures / "fid_inception" / "recipe.json").read_text())
-    ns: dict = {}
-    exec(recipe["numpy_snippet"], ns)   # noqa: S102 - the fixture's own documented numpy recipe
-    return {e["key"]: ns["make_param"](e["i"], e, recipe["seed"]) for e in recipe["keys"]}
 
 
 @pytest.fixture(scope="module")

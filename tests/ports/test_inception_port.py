@@ -17,6 +17,7 @@ from lace_jax import checkpoint
 from lace_jax.metrics import fid
 from ports import convert, inception, torch_pickle
 from tests.ports import pickle_builder as pb
+from tests.fid_helpers import recipe_state_dict
 
 BATCH = 4   # as in tests/metrics/test_fid.py: the compiled network is shared
 
@@ -25,11 +26,6 @@ def recipe(fixtures) -> dict:
     return json.loads((fixtures / "fid_inception" / "recipe.json").read_text())
 
 
-def recipe_state_dict(fixtures) -> dict:
-    r = recipe(fixtures)
-    ns: dict = {}
-    exec(r["numpy_snippet"], ns)   # noqa: S102 - the fixture's own documented numpy recipe
-    return {e["key"]: ns["make_param"](e["i"], e, r["seed"]) for e in r["keys"]}
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 from lace_jax import energy
 from lace_jax.runs import chunks
 from lace_jax.worlds import toy2d
-from lace_jax.samplers import dispatch
+from lace_jax import samplers
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -111,10 +111,10 @@ def test_incomplete_chunk_is_recomputed_and_other_runs_refused(tmp_path):
 
 
 def test_sampler_fn_matches_batch_of_one_runs(tmp_path):
-    """The per-sample wrapper around dispatch.run: SGLD on the 2-D world equals direct batch-1 calls."""
+    """The per-sample wrapper around samplers.run: SGLD on the 2-D world equals direct batch-1 calls."""
     cond = energy.parse("cluster=ne", toy2d.attributes())
-    opts = dispatch.SamplerOptions(num_steps=5, step_size=0.05, noise_scale=0.3)
-    per = dispatch.sampler_fn("sgld", opts, 2)
+    opts = samplers.SamplerOptions(num_steps=5, step_size=0.05, noise_scale=0.3)
+    per = samplers.sampler_fn("sgld", opts, 2)
     res = chunks.generate(per, cond, num_samples=3, chunk_size=2, seed=4, out_dir=tmp_path / "run",
                             fingerprint={"sampler": "sgld", "options": opts, "expr": "cluster=ne"})
     manifest = json.loads((tmp_path / "run" / "chunks" / "manifest.json").read_text())
@@ -122,7 +122,7 @@ def test_sampler_fn_matches_batch_of_one_runs(tmp_path):
     for i in range(3):
         k0, k1 = jax.random.split(chunks.sample_key(4, i))
         z0 = jax.random.normal(k0, (1, 2))
-        ref = dispatch.run(k1, "sgld", cond, z0, opts)
+        ref = samplers.run(k1, "sgld", cond, z0, opts)
         np.testing.assert_allclose(res.z[i], np.asarray(ref.z[0]), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(res.stats["nfe"], [5, 5, 5])
 
@@ -132,10 +132,10 @@ _SUBPROCESS = textwrap.dedent("""
     from lace_jax import energy
     from lace_jax.runs import chunks
     from lace_jax.worlds import toy2d
-    from lace_jax.samplers import dispatch
+    from lace_jax import samplers
     assert len(jax.devices()) == 4, jax.devices()
     cond = energy.parse("cluster=ne", toy2d.attributes())
-    per = dispatch.sampler_fn("sgld", dispatch.SamplerOptions(num_steps=5, step_size=0.05, noise_scale=0.3), 2)
+    per = samplers.sampler_fn("sgld", samplers.SamplerOptions(num_steps=5, step_size=0.05, noise_scale=0.3), 2)
     r = chunks.generate(per, cond, num_samples=10, chunk_size=5, seed=9)   # 5 -> padded to 8 over 4 devices
     np.savez(sys.argv[1], z=r.z, success=r.success)
 """)
@@ -150,7 +150,7 @@ def test_four_devices_same_samples_as_one(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     four = np.load(out)
     cond = energy.parse("cluster=ne", toy2d.attributes())
-    per = dispatch.sampler_fn("sgld", dispatch.SamplerOptions(num_steps=5, step_size=0.05, noise_scale=0.3), 2)
+    per = samplers.sampler_fn("sgld", samplers.SamplerOptions(num_steps=5, step_size=0.05, noise_scale=0.3), 2)
     one = chunks.generate(per, cond, num_samples=10, chunk_size=3, seed=9)
     assert len(jax.devices()) == 1
     np.testing.assert_array_equal(four["success"], one.success)
@@ -160,8 +160,8 @@ def test_four_devices_same_samples_as_one(tmp_path):
 def test_per_sample_targets_from_the_index():
     """`energy_for_index` builds sample i's energy from its index (here cluster = i mod 4), inside the jit."""
     fn = toy2d.attributes()["cluster"].fn
-    opts = dispatch.SamplerOptions(num_steps=40, step_size=0.05, noise_scale=0.05)
-    per = dispatch.sampler_fn("sgld", opts, 2, energy_for_index=lambda f, i: energy.discrete(f, i % 4))
+    opts = samplers.SamplerOptions(num_steps=40, step_size=0.05, noise_scale=0.05)
+    per = samplers.sampler_fn("sgld", opts, 2, energy_for_index=lambda f, i: energy.discrete(f, i % 4))
     res = chunks.generate(per, fn, num_samples=16, chunk_size=8, seed=0)
     assigned = np.asarray(jax.vmap(fn)(jnp.asarray(res.z))).argmax(-1)
     np.testing.assert_array_equal(assigned, np.arange(16) % 4)

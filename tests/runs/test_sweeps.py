@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lace_jax import energy as en
-from lace_jax.samplers import dispatch
+from lace_jax import samplers
 from lace_jax.runs import sweeps
 from lace_jax import worlds
 from lace_jax.config import load_config
@@ -94,8 +94,8 @@ def test_traced_tolerances_match_static_path(toy):
     cond = en.parse("cluster=ne & radius=2", toy.attributes)
     z0 = jax.random.normal(jax.random.PRNGKey(3), (8, 2))
     key = jax.random.PRNGKey(4)
-    opts = dispatch.SamplerOptions(rtol=1e-3, atol=1e-3)
+    opts = samplers.SamplerOptions(rtol=1e-3, atol=1e-3)
     out, _, _ = sweeps.Runner()("ode", cond, z0, key, opts)
-    ref = jax.jit(dispatch.run, static_argnums=(1, 4))(key, "ode", cond, z0, opts)
+    ref = jax.jit(samplers.run, static_argnums=(1, 4))(key, "ode", cond, z0, opts)
     np.testing.assert_array_equal(np.asarray(out.stats["nfe"]), np.asarray(ref.stats["nfe"]))
     np.testing.assert_allclose(np.asarray(out.z), np.asarray(ref.z), rtol=1e-6, atol=1e-6)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lace_jax import energy as en
-from lace_jax.samplers import dispatch
+from lace_jax import samplers
 from lace_jax.runs import workflow
 from lace_jax import worlds
 
@@ -47,7 +47,7 @@ def test_edit_energy_rows_are_lace_sequential_at_each_anchor(world):
 @pytest.mark.parametrize("sampler,batch_mode", [("ode", "independent"), ("ode", "joint"),
                                                 ("ode_tc", "independent"), ("ode_tc", "joint")])
 def test_sequential_edit_keeps_earlier_attributes(world, sampler, batch_mode):
-    extra = dispatch.TC_DEFAULTS if sampler == "ode_tc" else {}
+    extra = samplers.TC_DEFAULTS if sampler == "ode_tc" else {}
     opts = world.sampler_options(batch_mode=batch_mode, **extra)
     z0, steps = workflow.sequential_edit(world, ["cluster=ne", "radius=2"], num_samples=64, seed=3,
                                          sampler=sampler, options=opts, chunk_size=32)

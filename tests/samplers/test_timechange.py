@@ -97,22 +97,22 @@ def test_cifar_fixture_matches_t_parameterisation():
 
 
 def test_sampling_entry_point_ode_tc_matches_ode_and_the_closed_form():
-    """`dispatch.run('ode_tc')` (what `sample.py --sampler ode_tc` calls) solves the same PF-ODE as 'ode'."""
-    from lace_jax.samplers import dispatch
+    """`samplers.run('ode_tc')` (what `sample.py --sampler ode_tc` calls) solves the same PF-ODE as 'ode'."""
+    from lace_jax import samplers
     a = np.array([0.05, 0.2, 0.5, 1.0], np.float32)
     z0 = jnp.asarray(np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32))
     exact = np.exp(-a * VP.s_of_t(0.0)) * np.asarray(z0)
     key = jax.random.PRNGKey(0)
-    tight = dispatch.SamplerOptions(solver="bosh3", rtol=1e-6, atol=1e-6)
-    out = dispatch.run(key, "ode_tc", _quadratic(a), z0, tight)
+    tight = samplers.SamplerOptions(solver="bosh3", rtol=1e-6, atol=1e-6)
+    out = samplers.run(key, "ode_tc", _quadratic(a), z0, tight)
     np.testing.assert_allclose(np.asarray(out.z), exact, atol=3e-5)
-    ref = dispatch.run(key, "ode", _quadratic(a), z0, dispatch.SamplerOptions(rtol=1e-6, atol=1e-6))
+    ref = samplers.run(key, "ode", _quadratic(a), z0, samplers.SamplerOptions(rtol=1e-6, atol=1e-6))
     np.testing.assert_allclose(np.asarray(out.z), np.asarray(ref.z), atol=5e-5)
     # the defaults the CLI applies (Bosh3 at 3e-3): loose but close, in a handful of evaluations
-    loose = dispatch.run(key, "ode_tc", _quadratic(a), z0, dispatch.SamplerOptions(**dispatch.TC_DEFAULTS))
+    loose = samplers.run(key, "ode_tc", _quadratic(a), z0, samplers.SamplerOptions(**samplers.TC_DEFAULTS))
     np.testing.assert_allclose(np.asarray(loose.z), exact, atol=1e-2)
     assert int(np.max(np.asarray(loose.stats["nfe"]))) < int(np.max(np.asarray(ref.stats["nfe"])))
     with pytest.raises(ValueError, match="needs num_steps"):
-        dispatch.run(key, "ode_tc", _quadratic(a), z0, dispatch.SamplerOptions(solver="heun"))
+        samplers.run(key, "ode_tc", _quadratic(a), z0, samplers.SamplerOptions(solver="heun"))
     with pytest.raises(ValueError, match="unknown solver"):
-        dispatch.run(key, "ode_tc", _quadratic(a), z0, dispatch.SamplerOptions(solver="rk4"))
+        samplers.run(key, "ode_tc", _quadratic(a), z0, samplers.SamplerOptions(solver="rk4"))
