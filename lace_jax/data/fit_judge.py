@@ -38,7 +38,7 @@ from lace_jax.data import shapes
 RESOLUTION = 32
 # Decision threshold on the edge-normalised residual (`FitResult.score`): how it was calibrated is in
 # docs/fit_judge.md (experiments/fit_judge_calibration.py recomputes it).
-TAU = 0.45
+TAU = 0.44
 # Levenberg–Marquardt steps per start.
 STEPS = 6
 # Coarse grid per polygon: rotations as fractions of its symmetry period added to the moment estimate; the
@@ -46,7 +46,7 @@ STEPS = 6
 ROTATION_GRID = (0.0, -0.125, 0.125, -0.25, 0.25, 0.5)
 STARTS = 1
 # Images per compiled call (`judge` pads the last chunk).
-BATCH = 256
+BATCH = 64
 PARAMS = ("size", "x", "y", "rotation", "hue")
 
 _CIRCLE = shapes.SHAPES.index("circle")
