@@ -63,7 +63,8 @@ _CHAIN = np.asarray([_R1 - _R0, (_C1 - _C0) * RESOLUTION, (_C1 - _C0) * RESOLUTI
 
 
 class FitResult(NamedTuple):
-    """Per-image verdict of `judge` (B images; shape order `shapes.SHAPES`, parameter order `PARAMS`)."""
+    """Per-image verdict of `judge` (B images; shape order `shapes.SHAPES`, parameter order `PARAMS`). A circle's
+    rotation changes nothing, so its fitted rotation stays at its start, 0.5."""
     shape: jax.Array         # [B] int32: the shape whose best render has the least RMSE
     background: jax.Array    # [B] int32: the background level read from the border
     factors: shapes.Factors  # [B] the best render's factors (`shapes.render(result.factors)` redraws it)
