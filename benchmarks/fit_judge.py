@@ -80,8 +80,8 @@ def main(argv=None) -> None:
                      "starts": fit_judge.STARTS, "tau": fit_judge.TAU},
         "results": results,
         "best_images_per_s": max(r["images_per_s"] for r in results),
-        "environment": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                        "jax": jax.__version__, "backend": jax.default_backend(),
+        "environment": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                        "python": platform.python_version(), "jax": jax.__version__, "backend": jax.default_backend(),
                         "xla_flags": os.environ.get("XLA_FLAGS", "")},
     }, indent=1))
 

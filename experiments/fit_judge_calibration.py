@@ -58,7 +58,8 @@ def pass_rates(result: fit_judge.FitResult, factors: shapes.Factors, tau: float)
     err = np.abs(np.asarray(result.shape_params)[np.arange(len(shape)), true_shape]
                  - np.stack([np.asarray(getattr(factors, n)) for n in fit_judge.PARAMS], 1))
     not_circle = true_shape != shapes.SHAPES.index("circle")
-    return {"pass": float(np.mean(score <= tau)), "pass_right_shape": float(np.mean((score <= tau) & (shape == true_shape))),
+    return {"pass": float(np.mean(score <= tau)),
+            "pass_right_shape": float(np.mean((score <= tau) & (shape == true_shape))),
             "right_shape": float(np.mean(shape == true_shape)),
             "score_quantiles": {q: float(np.quantile(score, float(q))) for q in QUANTILES},
             "rmse_quantiles": {q: float(np.quantile(np.asarray(result.rmse), float(q))) for q in QUANTILES},
@@ -267,8 +268,8 @@ def main(argv=None) -> None:
                   "best_shape_agreement_all": float(np.mean(np.asarray(d.shape) == np.asarray(x.shape))),
                   "rmse_excess_per_shape_mean": [round(float(v), 5) for v in excess.mean(0)],
                   "rmse_excess_per_shape_p99": [round(float(v), 5) for v in np.percentile(excess, 99, 0)],
-                  "score_abs_diff_max_among_realistic": float(np.abs(np.asarray(d.score) - np.asarray(x.score))[xr].max())
-                  if xr.any() else None}
+                  "score_abs_diff_max_among_realistic":
+                      float(np.abs(np.asarray(d.score) - np.asarray(x.score))[xr].max()) if xr.any() else None}
         print(f"search check done ({time.perf_counter() - t_start:.0f}s)", file=sys.stderr)
 
     # 4. figures
@@ -297,8 +298,8 @@ def main(argv=None) -> None:
     for s, n in enumerate(shapes.SHAPES):
         idx = [i for i in order if ok[i] and best[i] == s][:6]
         if idx:
-            rows.append((f"realistic, {n} (sample | best render), lowest scores", cells(gen[idx], [caption(g, i) for i in idx],
-                                                                                      fits=fits[idx], ncols=6)))
+            rows.append((f"realistic, {n} (sample | best render), lowest scores",
+                         cells(gen[idx], [caption(g, i) for i in idx], fits=fits[idx], ncols=6)))
     rng = np.random.default_rng(a.seed)
     idx = rng.choice(np.flatnonzero(~ok), size=min(12, int((~ok).sum())), replace=False)
     rows.append(("not realistic, random picks (sample | best render)", cells(gen[idx], [caption(g, i) for i in idx],

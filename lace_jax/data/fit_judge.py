@@ -312,7 +312,7 @@ def _fit_chunk(images: jax.Array, steps: int, rotation_grid: tuple, starts: int)
     targets = (images.astype(jnp.float32) + 1.0) * 0.5
     background, u0 = jax.vmap(_initial)(jnp.transpose(targets, (0, 2, 3, 1)))
     levels = jnp.asarray(_LEVELS)[background]
-    n_img, rows = images.shape[0], jnp.arange(images.shape[0])[:, None]
+    rows = jnp.arange(images.shape[0])[:, None]
     # coarse grid: the moment estimate turned by fractions of the polygon's period (the circle has one point)
     grid = [(s, 0.0 if s == _CIRCLE else o * 360.0 / _FOLD[name] / (_A1 - _A0))
             for s, name in enumerate(shapes.SHAPES) for o in ((0.0,) if s == _CIRCLE else rotation_grid)]
