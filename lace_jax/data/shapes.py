@@ -118,6 +118,12 @@ def _unit_polygons() -> dict:
 _POLYS = _unit_polygons()
 
 
+def unit_polygon(shape: str) -> np.ndarray:
+    """Vertices [N, 2] (a float32 copy) of a polygonal shape ('square', 'triangle' or 'star') for R = 1, centred and
+    unrotated, y down, in order of increasing angle: the outline `render` scales by R, rotates and translates."""
+    return _POLYS[shape].copy()
+
+
 def hsv_to_rgb(h: jax.Array, s: float, v: float) -> jax.Array:
     """HSV → RGB for hue h in [0, 1) (any shape); returns [..., 3]."""
     k = jnp.stack([5.0, 3.0, 1.0])
