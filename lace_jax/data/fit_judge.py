@@ -380,6 +380,15 @@ def judge(images: jax.Array | np.ndarray, *, tau: float = TAU, steps: int = STEP
                      shape_params=jnp.asarray(params))
 
 
+def labels(images: jax.Array | np.ndarray, *, tau: float = TAU) -> dict:
+    """`judge(images)` as labels like the CNN judge's (class indices, factor values in [0, 1]) plus `realistic`
+    (a render explains the image, score ≤ `tau`): what `evaluate.py` and the control measurement read."""
+    r = judge(images, tau=tau)
+    out = {"shape": np.asarray(r.shape), "background": np.asarray(r.background)}
+    out.update({n: np.asarray(getattr(r.factors, n)) for n in shapes.CONTINUOUS})
+    return {"labels": out, "realistic": np.asarray(r.realistic)}
+
+
 def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
     """Blur NCHW images by a Gaussian of `sigma` pixels (separable, kernel radius ⌈3σ⌉, normalised; borders
     extended by their edge value, the background). The degradation `TAU` is calibrated against."""

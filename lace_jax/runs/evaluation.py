@@ -127,12 +127,25 @@ def start_latents(world: Any, num: int, seed: int) -> np.ndarray:
         lambda k: jax.random.normal(jax.random.split(k)[0], (world.latent_dim,), jnp.float32))(keys))
 
 
+def fit_satisfied(world: Any, expr: str, z: np.ndarray, tol: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """(bool[N]: the world's fit judge finds a render that explains the image AND that render satisfies `expr`,
+    bool[N]: realistic) for the images of latents `z` (failed rows: False)."""
+    z = np.asarray(z, np.float32)
+    ok = np.all(np.isfinite(z), axis=-1)
+    images = workflow.render(world, np.where(ok[:, None], z, 0.0))
+    out = world.fit_judge(images)
+    sat, _ = judge_satisfied(expr, world.attributes, out["labels"], tol)
+    realistic = np.asarray(out["realistic"], bool) & ok
+    return sat & realistic, realistic
+
+
 def condition_metrics(world: Any, expr: str, result: chunks.BatchResult, *, seed: int = 0,
                       real_features: Optional[np.ndarray] = None, features: Features = None, tol: float = 0.1,
                       time_s: Optional[float] = None, real_labels: Optional[Mapping[str, np.ndarray]] = None
                       ) -> dict:
     """Judge accuracy of `result` (a `workflow.sample_condition` output for `expr` with `seed`) next to the
-    unconditional rate, per-atom rates, failures, Fréchet distance to `real_features` (`fd`) and, with
+    unconditional rate (with a fit judge also `accuracy_fit` / `base_rate_fit`: explained by a render that
+    satisfies `expr`, and the `realistic` fractions), per-atom rates, failures, Fréchet distance to `real_features` (`fd`) and, with
     `real_labels`, to the real images that satisfy `expr` (`fd_matched`, `num_real_matched`), NFE and time."""
     z = np.asarray(result.z)
     ok = np.asarray(result.success)
@@ -144,6 +157,11 @@ def condition_metrics(world: Any, expr: str, result: chunks.BatchResult, *, seed
     row = {"expr": expr, "num_samples": int(len(z)), "accuracy": float(np.mean(sat & ok)),
            "base_rate": float(np.mean(base)), "num_failed": int((~ok).sum()),
            **{f"sat[{k}]": float(np.mean(v & ok)) for k, v in per_atom.items()}}
+    if world.fit_judge is not None:
+        fit_sat, realistic = fit_satisfied(world, expr, z, tol)
+        base_sat, base_real = fit_satisfied(world, expr, z0, tol)
+        row.update(accuracy_fit=float(np.mean(fit_sat & ok)), base_rate_fit=float(np.mean(base_sat)),
+                   realistic=float(np.mean(realistic & ok)), base_realistic=float(np.mean(base_real)))
     if real_features is not None:
         row["fd"] = fd(feats[ok], real_features)
         row["fd_unconditional"] = fd(base_feats, real_features)
@@ -438,6 +456,8 @@ def run(config: Mapping[str, Any], request: Any, *, num_real: int = 2000, use_fd
         row["failed_indices"] = res.failed_indices.tolist()
         say(f"{expr!r}: " + (f"accuracy {row['accuracy']:.3f} vs unconditional {row['base_rate']:.3f}, "
                              if "accuracy" in row else "")
+            + (f"by the fit judge {row['accuracy_fit']:.3f} vs {row['base_rate_fit']:.3f} (realistic "
+               f"{row['realistic']:.3f}), " if "accuracy_fit" in row else "")
             + (f"FD matched {row['fd_matched']:.2f} (all real {row['fd']:.2f}), " if "fd" in row else "")
             + (f"Inception FID {row['fid_inception']:.3f}, " if "fid_inception" in row else "")
             + f"NFE {row.get('nfe', 0):.1f}")
@@ -471,5 +491,5 @@ __all__ = ["atom_by_judge", "judge_satisfied", "reference_features", "reference_
            "reference_features_from_images", "fd",
            "start_latents", "condition_metrics", "edit_metrics", "sweep_row_metrics", "flat_sweep_rows", "markdown",
            "judge_summary", "judge_summaries", "run", "InceptionFID", "image_batches",
-           "inception_stats", "inception_fid", "write_results", "OUTPUTS",
+           "inception_stats", "inception_fid", "fit_satisfied", "write_results", "OUTPUTS",
            "timed"]

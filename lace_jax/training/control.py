@@ -4,7 +4,9 @@ For each condition, z0 ~ N(0, I) is carried by LACE's PF-ODE (dopri5, rtol = ato
 conditional energy of the latent classifiers (by default discrete attributes by the product of the w and z
 classifiers, continuous ones on w = mapping(z); `--classifier_space w`: LACE's w classifiers alone); the
 generated images of the end points are labelled by the judge. The same z0 rendered directly give the
-unconditional rate. `*_in_world` counts a hit only when the judge also reads the object as no smaller than the
+unconditional rate. `*_fit` columns score the same images by the analysis-by-synthesis judge (`data.fit_judge`: a
+hit needs a render that explains the image and satisfies the condition); `realistic` is the fraction explained at
+all. `*_in_world` counts a hit only when the judge also reads the object as no smaller than the
 world's smallest (size ≥ −0.05): the generator draws tiny blobs that no real render has, and there the judge's
 shape label is not to be trusted.
 
@@ -61,6 +63,16 @@ def judge_labels(model: DefaultModel, z: jax.Array, batch: int = 64) -> dict:
     return {n: np.concatenate(v) for n, v in out.items()}
 
 
+def fit_labels(model: DefaultModel, z: jax.Array, batch: int = 256) -> dict:
+    """The analysis-by-synthesis judge (`data.fit_judge`) on the images of latents `z`: labels like
+    `judge_labels` and `realistic` (a render explains the image)."""
+    from lace_jax.data import fit_judge
+
+    outs = [fit_judge.labels(np.asarray(model.generate(z[i:i + batch]))) for i in range(0, z.shape[0], batch)]
+    return {"labels": {n: np.concatenate([o["labels"][n] for o in outs]) for n in outs[0]["labels"]},
+            "realistic": np.concatenate([o["realistic"] for o in outs])}
+
+
 # (row label, expression, NOT operator): every single attribute, ANDs, ORs and NOTs — LACE's bounded scaled
 # negation (the language's default `!`) next to the probabilistic complement −log(1 − p) that configs/shapes.py
 # selects (`not_op: complement`). Scored by the judge with `evaluation.judge_satisfied` (continuous: |judge − y| <
@@ -95,6 +107,7 @@ def measure(model: DefaultModel, num: int = 64, seed: int = 5, sampler: dict | N
     z0 = jax.random.normal(jax.random.PRNGKey(seed), (num, model.z_dim))
     base = judge_labels(model, z0)
     base_in_world = _in_world(base)       # the same z0 for every condition
+    base_fit = fit_labels(model, z0)
     solve = make_solve(sampler)
     results: dict = {"num_per_condition": num, "seed": int(seed), "conditions": {},
                      "classifier_space": model.classifier_space,
@@ -107,15 +120,25 @@ def measure(model: DefaultModel, num: int = 64, seed: int = 5, sampler: dict | N
         in_world = _in_world(lab)
         hit, _ = evaluation.judge_satisfied(expr, a, lab, tol=CONTINUOUS_TOL)
         base_hit, _ = evaluation.judge_satisfied(expr, a, base, tol=CONTINUOUS_TOL)
+        fit = fit_labels(model, r.z_unchecked)
+        fit_hit, _ = evaluation.judge_satisfied(expr, a, fit["labels"], tol=CONTINUOUS_TOL)
+        fit_hit &= fit["realistic"]
+        base_fit_hit, _ = evaluation.judge_satisfied(expr, a, base_fit["labels"], tol=CONTINUOUS_TOL)
+        base_fit_hit &= base_fit["realistic"]
         results["conditions"][label] = {"lace_ode": float(np.mean(hit)), "unconditional": float(np.mean(base_hit)),
                                         "lace_ode_in_world": float(np.mean(hit & in_world)),
                                         "unconditional_in_world": float(np.mean(base_hit & base_in_world)),
                                         "in_world": float(np.mean(in_world)),
+                                        "lace_ode_fit": float(np.mean(fit_hit)),
+                                        "unconditional_fit": float(np.mean(base_fit_hit)),
+                                        "realistic": float(np.mean(fit["realistic"])),
                                         "success": float(np.mean(np.asarray(r.success))),
                                         "mean_nfe": float(np.mean(np.asarray(r.nfe)))}
         row = results["conditions"][label]
         log(f"control {label}: LACE-ODE {row['lace_ode']:.3f} (in world {row['lace_ode_in_world']:.3f}) vs "
-            f"unconditional {row['unconditional']:.3f}, NFE {row['mean_nfe']:.0f} ({time.time() - t0:.0f}s)")
+            f"unconditional {row['unconditional']:.3f}; by the fit judge {row['lace_ode_fit']:.3f} vs "
+            f"{row['unconditional_fit']:.3f} (realistic {row['realistic']:.3f}); NFE {row['mean_nfe']:.0f} "
+            f"({time.time() - t0:.0f}s)")
     results["wall_s"] = time.time() - t0
     return results
 

@@ -69,6 +69,8 @@ class World:
     truncation_psi: float = 1.0
     t_end: float = 0.0
     judge: Optional[Callable] = None           # images -> {"labels": {name: [B]}, "features": [B, F]} (evaluation)
+    fit_judge: Optional[Callable] = None       # images -> {"labels": {name: [B]}, "realistic": [B]} (analysis by
+                                               # synthesis: the render that explains each image; shapes world)
     real_images: Optional[Callable] = None     # (key, n) -> NCHW real images in [−1, 1] (Fréchet reference)
     sampler: Mapping[str, Any] = dataclasses.field(default_factory=dict)   # default sampler name + options
     sgld: Mapping[str, Any] = dataclasses.field(default_factory=dict)      # LACE's SGLD settings
@@ -130,6 +132,7 @@ def shapes_world(config: Mapping[str, Any] | None = None) -> World:
     """The shipped default model (`model_dir`: a directory laid out like `lace_jax/assets/default/`; None: the
     shipped one) with classifiers on `classifier_space` ('wz' by default: discrete attributes by the product of
     the w and z classifiers, continuous on w; 'w' as LACE; 'z') and truncation ψ."""
+    from lace_jax.data import fit_judge
     from lace_jax.worlds.shapes import DEFAULT_SPACE, build_attributes, load_default
     from lace_jax.models.classifiers import MappingW
 
@@ -153,6 +156,7 @@ def shapes_world(config: Mapping[str, Any] | None = None) -> World:
                  mapping=None if space == "z" else mapping, truncation_psi=psi,
                  t_end=float(config.get("t_end", 0.0)),
                  judge=ShapesJudge(params=model.judge_params, model=model.judge_model),
+                 fit_judge=fit_judge.labels,
                  real_images=_shapes_real_images(g_cfg.img_resolution),
                  sampler=dict(config.get("sampler", {})), sgld=dict(config.get("sgld", {})),
                  expr=str(config.get("expr", "shape=circle")), config=config)
