@@ -20,6 +20,7 @@ Progress lines go to stdout; the config, metrics and sample grids are written in
 """
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -40,6 +41,15 @@ def _log(line: str) -> None:
     print(line, flush=True)
 
 
+# config kind → the library function `f(config, workdir, log)` that trains (or assembles) it
+KINDS = {"judge": "lace_jax.training.judge_run.train_judge", "gan": "lace_jax.training.gan_run.train_gan",
+         "latent": "lace_jax.training.latent.train_latent",
+         "diffusion_latent": "lace_jax.latent_diffusion.train_w_diffusion",
+         "diffusion_2d": "lace_jax.diffusion_2d.train_and_save",
+         "directions": "lace_jax.directions.pipeline.train_directions",
+         "export": "lace_jax.training.export.run", "calibrate": "lace_jax.training.calibrate.run"}
+
+
 def main(argv) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)   # orbax logs every save at INFO
@@ -51,34 +61,12 @@ def main(argv) -> None:
     (workdir / "config.json").write_text(json.dumps(config, indent=2))
     _log(f"train.py --config {FLAGS.config} --workdir {workdir} " + " ".join(f"--set {s}" for s in FLAGS.set))
     kind = config.get("kind")
-    if kind == "judge":
-        from lace_jax.training.judge_run import train_judge
-        result = train_judge(config, workdir, log=_log)
-    elif kind == "gan":
-        from lace_jax.training.gan_run import train_gan
-        result = train_gan(config, workdir, log=_log)
-    elif kind == "latent":
-        from lace_jax.training.latent import train_latent
-        result = train_latent(config, workdir, log=_log)
-    elif kind == "diffusion_latent":
-        from lace_jax.latent_diffusion import train_w_diffusion
-        result = train_w_diffusion(config, workdir, log=_log)
+    if kind not in KINDS:
+        raise app.UsageError(f"config kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    module, function = KINDS[kind].rsplit(".", 1)
+    result = getattr(importlib.import_module(module), function)(config, workdir, log=_log)
+    if kind == "diffusion_latent":
         result = {k: v for k, v in result.items() if k not in ("model", "stats", "losses")}
-    elif kind == "diffusion_2d":
-        from lace_jax.diffusion_2d import train_and_save
-        result = train_and_save(config, workdir, log=_log)
-    elif kind == "directions":
-        from lace_jax.directions.pipeline import train_directions
-        result = train_directions(config, workdir, log=_log)
-    elif kind == "export":
-        from lace_jax.training.export import run
-        result = run(config, workdir, log=_log)
-    elif kind == "calibrate":
-        from lace_jax.training.calibrate import run
-        result = run(config, workdir, log=_log)
-    else:
-        raise app.UsageError(f"config kind must be judge, gan, latent, diffusion_2d, diffusion_latent, directions, "
-                             f"export or calibrate, got {kind!r}")
     _log("result: " + json.dumps(result))
 
 

@@ -141,7 +141,8 @@ def _json_default(obj):
 # Save / load.
 
 def save(directory: str | Path, variables: Any, config: Mapping[str, Any] | Any, kind: str, *,
-         source: str | None = None, extra: Mapping[str, Any] | None = None, overwrite: bool = False) -> Path:
+         source: str | Mapping | None = None, extra: Mapping[str, Any] | None = None,
+         overwrite: bool = False) -> Path:
     """Write `variables` (a pytree of arrays) as an orbax checkpoint plus `lace_jax.json` into `directory`.
 
     `config` (dict or dataclass) must rebuild the variable tree for `kind`; `source` names the file it was
@@ -167,7 +168,7 @@ def save(directory: str | Path, variables: Any, config: Mapping[str, Any] | Any,
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, "config": cfg,
         "parameter_count": _count(params), "variable_count": _count(variables),
-        "source": None if source is None else str(source),
+        "source": None if source is None else dict(source) if isinstance(source, Mapping) else str(source),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": records.environment()["versions"],
         "tree": {k: [list(s), d] for k, (s, d) in sig.items()},

@@ -93,21 +93,19 @@ def _parse(expr: str, toks: list[Token], atom: Callable[[Token, list[Token], int
     def is_op(text: str) -> bool:
         return toks[pos].kind == "op" and toks[pos].text == text
 
-    def p_or():
+    def level(op: str, operand: Callable[[], Any], node: type) -> Any:
         nonlocal pos
-        items = [p_and()]
-        while is_op("|"):
+        items = [operand()]
+        while is_op(op):
             pos += 1
-            items.append(p_and())
-        return items[0] if len(items) == 1 else Or(tuple(items))
+            items.append(operand())
+        return items[0] if len(items) == 1 else node(tuple(items))
+
+    def p_or():
+        return level("|", p_and, Or)
 
     def p_and():
-        nonlocal pos
-        items = [p_not()]
-        while is_op("&"):
-            pos += 1
-            items.append(p_not())
-        return items[0] if len(items) == 1 else And(tuple(items))
+        return level("&", p_not, And)
 
     def p_not():
         nonlocal pos

@@ -32,6 +32,19 @@ def environment() -> dict:
             "cpu_count": os.cpu_count()}
 
 
+def file_identity(path: str | Path) -> dict:
+    """{"file": name, "size": bytes, "sha256": hex} of a file: what a shared record says about an input, without
+    the absolute path of the machine it was made on."""
+    import hashlib
+
+    path = Path(path)
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return {"file": path.name, "size": path.stat().st_size, "sha256": h.hexdigest()}
+
+
 def to_jsonable(obj: Any) -> Any:
     """Convert numpy/jax scalars and arrays (and nested containers) to plain JSON types; NaN → None."""
     if isinstance(obj, Mapping):

@@ -171,19 +171,20 @@ def load(inp: str | Path, kind: str = "auto") -> tuple[str, Any, Any]:
 
 def convert(inp: str | Path, out: str | Path, kind: str = "auto", *, overwrite: bool = False) -> dict:
     """Convert `inp` into an orbax checkpoint at `out`; returns the summary dict that the CLI prints."""
-    from lace_jax import checkpoint
+    from lace_jax import checkpoint, records
 
     inp, out = Path(inp), Path(out)
     kind = _resolve(inp, kind)
     if out.exists() and not overwrite:
         raise ConvertError(f"output {out} already exists (use --overwrite to replace it)")
     cfg, variables, extra, summary = _guarded(inp, kind)
+    source = records.file_identity(inp)      # name, size, sha256: no absolute path in a file people share
     if kind in ("ada", "rosinality"):
-        checkpoint.save_generator(out, cfg, variables, source=str(inp), extra=extra, overwrite=overwrite)
+        checkpoint.save_generator(out, cfg, variables, source=source, extra=extra, overwrite=overwrite)
     elif kind == "inception":
-        checkpoint.save(out, variables, cfg, "inception", source=str(inp), extra=extra, overwrite=overwrite)
+        checkpoint.save(out, variables, cfg, "inception", source=source, extra=extra, overwrite=overwrite)
     else:
-        checkpoint.save_classifier(out, cfg, variables["params"], source=str(inp), extra=extra, overwrite=overwrite)
+        checkpoint.save_classifier(out, cfg, variables["params"], source=source, extra=extra, overwrite=overwrite)
     meta = checkpoint.read_meta(out)
     summary.update(parameter_count=meta["parameter_count"], out=str(out))
     return summary

@@ -30,3 +30,18 @@ def lace_vectors(fixtures):
 @pytest.fixture(scope="session")
 def sampler_refs(fixtures):
     return dict(np.load(fixtures / "lace" / "sampler_refs.npz"))
+
+
+@pytest.fixture(scope="session")
+def fid_vectors(fixtures):
+    """pytorch-fid's reference vectors for the FID Inception (`fid_inception/vectors.npz`)."""
+    return dict(np.load(fixtures / "fid_inception" / "vectors.npz"))
+
+
+@pytest.fixture(scope="session")
+def fid_variables(fixtures):
+    """The FID Inception's Flax variables with the fixture's recipe weights (built once per session)."""
+    from ports import inception
+    from tests.fid_helpers import recipe_state_dict
+
+    return inception.convert(recipe_state_dict(fixtures))

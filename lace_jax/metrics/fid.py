@@ -120,6 +120,15 @@ def iter_features(variables: Any, batches: Iterable[Any], *, batch_size: int = D
     dev_vars = jax.device_put(variables)
     done = 0
     pending: tuple[jax.Array, int] | None = None
+
+    def finish(item):
+        nonlocal done
+        feats, m = item
+        done += m
+        yield np.asarray(feats)[:m]
+        if progress is not None:
+            progress(done, total)
+
     for chunk in _rechunk(batches, batch_size):
         n = len(chunk)
         if n < batch_size:
@@ -127,18 +136,10 @@ def iter_features(variables: Any, batches: Iterable[Any], *, batch_size: int = D
             chunk = np.concatenate([chunk, pad])
         out = _pool3(dev_vars, _prepare(jnp.asarray(chunk)))
         if pending is not None:
-            feats, m = pending
-            done += m
-            yield np.asarray(feats)[:m]
-            if progress is not None:
-                progress(done, total)
+            yield from finish(pending)
         pending = (out, n)
     if pending is not None:
-        feats, m = pending
-        done += m
-        yield np.asarray(feats)[:m]
-        if progress is not None:
-            progress(done, total)
+        yield from finish(pending)
 
 
 def inception_features(variables: Any, images: Any, batch_size: int = DEFAULT_BATCH_SIZE, *,

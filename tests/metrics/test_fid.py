@@ -9,8 +9,6 @@ import pytest
 from PIL import Image
 
 from lace_jax.metrics import fid
-from ports import inception as port
-from tests.fid_helpers import recipe_state_dict
 
 BATCH = 4       # every call here shares one compiled network (and the model tests' resize compiles)
 ATOL = 1e-4
@@ -19,13 +17,13 @@ ATOL = 1e-4
 
 
 @pytest.fixture(scope="module")
-def vec(fixtures):
-    return dict(np.load(fixtures / "fid_inception" / "vectors.npz"))
+def vec(fid_vectors):
+    return fid_vectors
 
 
 @pytest.fixture(scope="module")
-def variables(fixtures):
-    return port.convert(recipe_state_dict(fixtures))
+def variables(fid_variables):
+    return fid_variables
 
 
 @pytest.fixture(scope="module")

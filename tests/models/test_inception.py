@@ -10,7 +10,6 @@ import pytest
 
 from lace_jax.models import inception as M
 from ports import inception as port
-from tests.fid_helpers import recipe_state_dict
 
 SETS = ("s32", "s64", "s299")
 ATOL = 1e-4     # the fixture README's suggestion for a float32 CPU port (10x its thread-to-thread spread)
@@ -20,13 +19,13 @@ RTOL = 2e-6     # plus a little for the deepest layers, whose values are the lar
 
 
 @pytest.fixture(scope="module")
-def vec(fixtures):
-    return dict(np.load(fixtures / "fid_inception" / "vectors.npz"))
+def vec(fid_vectors):
+    return fid_vectors
 
 
 @pytest.fixture(scope="module")
-def variables(fixtures):
-    return port.convert(recipe_state_dict(fixtures))
+def variables(fid_variables):
+    return fid_variables
 
 
 @pytest.fixture(scope="module")

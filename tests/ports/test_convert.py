@@ -1,4 +1,5 @@
 """convert → orbax → load: the same images bit for bit; the JSON record; the CLI's exit codes on bad input."""
+import hashlib
 import json
 
 import jax
@@ -46,7 +47,9 @@ def test_generator_round_trip_bit_for_bit(fixtures, tmp_path, kind, rel, vec_key
     meta = json.loads((tmp_path / "ckpt" / "lace_jax.json").read_text())
     n_params = sum(int(np.prod(np.shape(x))) for x in jax.tree_util.tree_leaves(direct.variables["params"]))
     assert meta["kind"] == "stylegan2" and meta["parameter_count"] == summary["parameter_count"] == n_params
-    assert meta["source"] == str(src) and meta["extra"]["converter"] == kind
+    assert meta["source"] == {"file": src.name, "size": src.stat().st_size,
+                              "sha256": hashlib.sha256(src.read_bytes()).hexdigest()}
+    assert str(src.parent) not in json.dumps(meta) and meta["extra"]["converter"] == kind   # no absolute path
     assert meta["config"]["img_resolution"] == 32 and meta["versions"]["orbax.checkpoint"]
     assert meta["tree"]["params/synthesis/b8/conv0/weight"] == [[3, 3, 64, 64], "float32"]
 
