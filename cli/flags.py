@@ -86,9 +86,9 @@ def request(out_dir: str, script: str, progress, **extra) -> Any:
     """The `lace_jax.runs.Request` the shared flags describe (the record gets argv and every flag's value)."""
     from lace_jax.runs.request import Request
 
-    return Request(out_dir=Path(out_dir), exprs=tuple(FLAGS.expr), attrs=tuple(FLAGS.attr), edits=tuple(FLAGS.edit), sweep=FLAGS.sweep,
-                   sampler=FLAGS.sampler, options={f: getattr(FLAGS, f) for f in OPTION_FLAGS
-                                                   if getattr(FLAGS, f) is not None},
+    return Request(out_dir=Path(out_dir), exprs=tuple(FLAGS.expr), attrs=tuple(FLAGS.attr), edits=tuple(FLAGS.edit),
+                   sweep=FLAGS.sweep, sampler=FLAGS.sampler,
+                   options={f: getattr(FLAGS, f) for f in OPTION_FLAGS if getattr(FLAGS, f) is not None},
                    num_samples=FLAGS.num_samples, chunk_size=FLAGS.chunk_size, seed=FLAGS.seed,
                    checkpoint_dir=FLAGS.checkpoint_dir, config_name=FLAGS.config, reg_z=FLAGS.reg_z,
                    reg_logits=FLAGS.reg_logits, progress=progress,
