@@ -67,7 +67,7 @@ def export_default(gan_dir: str | Path, judge_dir: str | Path, latent_dir: str |
     return out
 
 
-STALE_WITH_A_NEW_GENERATOR = ("latent", "control", "calibration", "quality")
+STALE_WITH_A_NEW_GENERATOR = ("latent", "control", "calibration", "quality", "fit_judge")
 
 
 def export_generator(gan_dir: str | Path, out: str | Path, card_extra: dict) -> Path:
