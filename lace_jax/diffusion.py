@@ -378,7 +378,7 @@ def _ancestral_step(schedule: Schedule, score: Callable, x, k, noise):
     return mean + jnp.where(k > 0, jnp.sqrt(beta), 0.0) * noise
 
 
-def sample_reverse(target, schedule: Schedule, key: jax.Array, num: int, dim: int = 2) -> ReverseResult:
+def sample_reverse(key: jax.Array, target, schedule: Schedule, num: int, dim: int = 2) -> ReverseResult:
     """Ancestral reverse diffusion from N(0, I) over all levels with the target's score (for a product of
     models: the sum of their scores, the paper's baseline)."""
     return ReverseResult(_reverse(target, schedule, key, num, dim), schedule.num_levels)
@@ -417,7 +417,7 @@ def pf_ode_start_level(schedule: Schedule, min_alpha: float = 1e-4) -> int:
     return int(ok[-1]) if ok.size else 0
 
 
-def sample_pf_ode(target, schedule: Schedule, key: jax.Array, num: int, dim: int = 2,
+def sample_pf_ode(key: jax.Array, target, schedule: Schedule, num: int, dim: int = 2,
                   min_alpha: float = 1e-4) -> ReverseResult:
     """The probability-flow ODE of the discrete diffusion, discretised on its own levels (DDIM with η = 0, the
     exact solution of the PF-ODE in the variables x/√ᾱ and σ/√ᾱ for a score constant over each level):
@@ -478,7 +478,7 @@ class AnnealedResult(NamedTuple):
     nfe: int                      # gradient evaluations per sample
 
 
-def sample_annealed(target, schedule: Schedule, key: jax.Array, num: int, *, method: str = "hmc",
+def sample_annealed(key: jax.Array, target, schedule: Schedule, num: int, *, method: str = "hmc",
                     steps_per_level: int = 10, step_size=0.03, num_leapfrog: int = 3, damping: float = 0.5,
                     mass_sqrt: float = 1.0, ancestral: bool = True, dim: int = 2) -> AnnealedResult:
     """Annealed MCMC from N(0, I) through the levels N−1 → 0. With `ancestral`, each level k first takes one
@@ -587,9 +587,9 @@ def sample(key: jax.Array, method: str, target, schedule: Schedule, num: int, *,
     if method not in SAMPLERS:
         raise ValueError(f"unknown diffusion sampler {method!r}; expected one of {', '.join(SAMPLERS)}")
     if method in ("reverse", "pf_ode"):
-        r = (sample_reverse if method == "reverse" else sample_pf_ode)(target, schedule, key, int(num), dim=dim)
+        r = (sample_reverse if method == "reverse" else sample_pf_ode)(key, target, schedule, int(num), dim=dim)
         return AnnealedResult(r.samples, None, r.nfe)
-    return sample_annealed(target, schedule, key, int(num), method=method, dim=dim, **options)
+    return sample_annealed(key, target, schedule, int(num), method=method, dim=dim, **options)
 
 
 def sample_from_config(target, schedule: Schedule, sampler: str, config: dict, key: jax.Array, num: int):

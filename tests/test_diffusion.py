@@ -82,9 +82,9 @@ def test_score_models_compose_linearly_and_refuse_what_needs_energies():
     with pytest.raises(TypeError, match="no energy value"):
         D.product(a, b)(x, k)
     with pytest.raises(TypeError, match="Metropolis"):
-        D.sample_annealed(D.product(a, b), SCHED, jax.random.PRNGKey(0), 4, method="mala")
+        D.sample_annealed(jax.random.PRNGKey(0), D.product(a, b), SCHED, 4, method="mala")
     with pytest.raises(TypeError, match="Metropolis"):
-        D.sample_annealed(a, SCHED, jax.random.PRNGKey(0), 4, method="hmc")
+        D.sample_annealed(jax.random.PRNGKey(0), a, SCHED, 4, method="hmc")
     # the gradient-only surrogate that lets ULA/U-HMC run on score models: ∇ = −score, value NaN
     sur = D.as_level_energy(D.product(a, b))
     np.testing.assert_allclose(jax.grad(sur)(x, k), -(a.score(x, k) + b.score(x, k)), rtol=1e-5)
@@ -109,7 +109,7 @@ def _analytic(schedule, m=M, s=S):
 
 def test_reverse_diffusion_with_the_exact_score_recovers_the_data():
     n = 4000
-    x = np.asarray(D.sample_reverse(_analytic(SCHED), SCHED, jax.random.PRNGKey(3), n).samples)
+    x = np.asarray(D.sample_reverse(jax.random.PRNGKey(3), _analytic(SCHED), SCHED, n).samples)
     # 20 cosine levels: the ancestral sampler is close but not exact; 5 standard errors + 3% on the std
     np.testing.assert_array_less(np.abs(x.mean(0) - np.asarray(M)), 5 * np.asarray(S) / np.sqrt(n) + 0.02)
     np.testing.assert_allclose(x.std(0), S, rtol=0.06)
@@ -119,13 +119,13 @@ def test_pf_ode_with_the_exact_score_recovers_the_data_deterministically():
     # deterministic DDIM converges to the PF-ODE's exact transport as the levels get finer: with the exact score
     # of N(M, S²) its std is 7.6 % low on 20 cosine levels, 1.5 % on 100 and 0.4 % on 400 (measured)
     n, sched = 4000, D.cosine_schedule(100)
-    x = np.asarray(D.sample_pf_ode(_analytic(sched), sched, jax.random.PRNGKey(3), n).samples)
+    x = np.asarray(D.sample_pf_ode(jax.random.PRNGKey(3), _analytic(sched), sched, n).samples)
     np.testing.assert_array_less(np.abs(x.mean(0) - np.asarray(M)), 5 * np.asarray(S) / np.sqrt(n) + 0.02)
     np.testing.assert_allclose(x.std(0), S, rtol=0.04)
-    coarse = np.asarray(D.sample_pf_ode(_analytic(SCHED), SCHED, jax.random.PRNGKey(3), n).samples)
+    coarse = np.asarray(D.sample_pf_ode(jax.random.PRNGKey(3), _analytic(SCHED), SCHED, n).samples)
     assert np.all(np.abs(x.std(0) / S - 1) < np.abs(coarse.std(0) / S - 1))
-    r1 = D.sample_pf_ode(_analytic(SCHED), SCHED, jax.random.PRNGKey(9), 8)
-    r2 = D.sample_pf_ode(_analytic(SCHED), SCHED, jax.random.PRNGKey(9), 8)
+    r1 = D.sample_pf_ode(jax.random.PRNGKey(9), _analytic(SCHED), SCHED, 8)
+    r2 = D.sample_pf_ode(jax.random.PRNGKey(9), _analytic(SCHED), SCHED, 8)
     np.testing.assert_array_equal(np.asarray(r1.samples), np.asarray(r2.samples))
     assert r1.nfe == D.pf_ode_start_level(SCHED) + 1
     acp = np.asarray(SCHED.alphas_cumprod)
@@ -140,7 +140,7 @@ def test_annealed_mcmc_with_exact_energies_reaches_the_last_level(method, h, anc
     # MCMC targets each level's marginal down to level 0, N(√ᾱ₀ m, ᾱ₀ s² + σ₀²) (σ₀ = 0.09 with 20 levels).
     # ULA with this small step needs the ancestral step between levels to keep up (without it the mean lags).
     n = 2000
-    r = D.sample_annealed(_analytic(SCHED), SCHED, jax.random.PRNGKey(4), n, method=method, steps_per_level=5,
+    r = D.sample_annealed(jax.random.PRNGKey(4), _analytic(SCHED), SCHED, n, method=method, steps_per_level=5,
                           step_size=h, ancestral=ancestral)
     x = np.asarray(r.samples)
     acp0 = float(SCHED.alphas_cumprod[0])

@@ -67,12 +67,13 @@ def edits(world: Any, specs: Iterable[str]) -> list[str]:
     """The edit steps, each checked to be one name=value condition."""
     from lace_jax.runs import workflow
 
+    specs = list(specs)
     for e in specs:
         try:
             workflow.parse_edit(world, e)
         except ValueError as err:
             raise RequestError(f"--edit: {err}") from None
-    return list(specs)
+    return specs
 
 
 def sampler_name(world: Any, request: Request) -> str:
