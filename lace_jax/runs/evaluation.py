@@ -127,15 +127,13 @@ def start_latents(world: Any, num: int, seed: int) -> np.ndarray:
         lambda k: jax.random.normal(jax.random.split(k)[0], (world.latent_dim,), jnp.float32))(keys))
 
 
-def fit_satisfied(world: Any, expr: str, z: np.ndarray, tol: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+def fit_satisfied(world: Any, expr: str, images: np.ndarray, ok: np.ndarray, tol: float = 0.1
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """(bool[N]: the world's fit judge finds a render that explains the image AND that render satisfies `expr`,
-    bool[N]: realistic) for the images of latents `z` (failed rows: False)."""
-    z = np.asarray(z, np.float32)
-    ok = np.all(np.isfinite(z), axis=-1)
-    images = workflow.render(world, np.where(ok[:, None], z, 0.0))
-    out = world.fit_judge(images)
+    bool[N]: realistic) for rendered `images` (rows where not `ok`, i.e. failed solves: False)."""
+    out = world.fit_judge(np.nan_to_num(np.asarray(images, np.float32)))
     sat, _ = judge_satisfied(expr, world.attributes, out["labels"], tol)
-    realistic = np.asarray(out["realistic"], bool) & ok
+    realistic = np.asarray(out["realistic"], bool) & np.asarray(ok, bool)
     return sat & realistic, realistic
 
 
@@ -149,17 +147,19 @@ def condition_metrics(world: Any, expr: str, result: chunks.BatchResult, *, seed
     `real_labels`, to the real images that satisfy `expr` (`fd_matched`, `num_real_matched`), NFE and time."""
     z = np.asarray(result.z)
     ok = np.asarray(result.success)
-    labels, feats = workflow.judge(world, workflow.render(world, z), features=features)
+    images = workflow.render(world, z)                 # rendered once, read by both judges
+    labels, feats = workflow.judge(world, images, features=features)
     sat, per_atom = judge_satisfied(expr, world.attributes, labels, tol)
     z0 = start_latents(world, len(z), seed)
-    base_labels, base_feats = workflow.judge(world, workflow.render(world, z0), features=features)
+    base_images = workflow.render(world, z0)
+    base_labels, base_feats = workflow.judge(world, base_images, features=features)
     base, _ = judge_satisfied(expr, world.attributes, base_labels, tol)
     row = {"expr": expr, "num_samples": int(len(z)), "accuracy": float(np.mean(sat & ok)),
            "base_rate": float(np.mean(base)), "num_failed": int((~ok).sum()),
            **{f"sat[{k}]": float(np.mean(v & ok)) for k, v in per_atom.items()}}
     if world.fit_judge is not None:
-        fit_sat, realistic = fit_satisfied(world, expr, z, tol)
-        base_sat, base_real = fit_satisfied(world, expr, z0, tol)
+        fit_sat, realistic = fit_satisfied(world, expr, images, ok, tol)
+        base_sat, base_real = fit_satisfied(world, expr, base_images, np.ones(len(z0), bool), tol)
         row.update(accuracy_fit=float(np.mean(fit_sat & ok)), base_rate_fit=float(np.mean(base_sat)),
                    realistic=float(np.mean(realistic & ok)), base_realistic=float(np.mean(base_real)))
     if real_features is not None:

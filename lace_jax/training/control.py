@@ -53,24 +53,30 @@ _KINDS = {"ode": "ode", "tc": "ode_tc"}
 
 def judge_labels(model: DefaultModel, z: jax.Array, batch: int = 64) -> dict:
     """The judge's hard labels (discrete) and values (continuous) of the images of latents `z`, by name."""
+    return both_labels(model, z, batch, fit=False)[0]
+
+
+def both_labels(model: DefaultModel, z: jax.Array, batch: int = 64, fit: bool = True) -> tuple[dict, dict | None]:
+    """(the CNN judge's labels as `judge_labels`, the analysis-by-synthesis judge's `{"labels", "realistic"}`
+    (`data.fit_judge.labels`) or None) of the images of latents `z`, each batch generated once for both."""
+    from lace_jax.data import fit_judge
+
     out = {n: [] for n in list(shapes.DISCRETE) + list(shapes.CONTINUOUS)}
+    fits = []
     for i in range(0, z.shape[0], batch):
-        o = model.judge(model.generate(z[i:i + batch]))
+        images = model.generate(z[i:i + batch])
+        o = model.judge(images)
         for n in shapes.DISCRETE:
             out[n].append(np.asarray(jnp.argmax(o["logits"][n], -1)))
         for j, n in enumerate(shapes.CONTINUOUS):
             out[n].append(np.asarray(o["values"][:, j]))
-    return {n: np.concatenate(v) for n, v in out.items()}
-
-
-def fit_labels(model: DefaultModel, z: jax.Array, batch: int = 256) -> dict:
-    """The analysis-by-synthesis judge (`data.fit_judge`) on the images of latents `z`: labels like
-    `judge_labels` and `realistic` (a render explains the image)."""
-    from lace_jax.data import fit_judge
-
-    outs = [fit_judge.labels(np.asarray(model.generate(z[i:i + batch]))) for i in range(0, z.shape[0], batch)]
-    return {"labels": {n: np.concatenate([o["labels"][n] for o in outs]) for n in outs[0]["labels"]},
-            "realistic": np.concatenate([o["realistic"] for o in outs])}
+        if fit:
+            fits.append(fit_judge.labels(np.asarray(images)))
+    cnn = {n: np.concatenate(v) for n, v in out.items()}
+    if not fit:
+        return cnn, None
+    return cnn, {"labels": {n: np.concatenate([f["labels"][n] for f in fits]) for n in fits[0]["labels"]},
+                 "realistic": np.concatenate([f["realistic"] for f in fits])}
 
 
 # (row label, expression, NOT operator): every single attribute, ANDs, ORs and NOTs — LACE's bounded scaled
@@ -105,9 +111,8 @@ def measure(model: DefaultModel, num: int = 64, seed: int = 5, sampler: dict | N
     (recorded: `model.classifier_space`)."""
     t0 = time.time()
     z0 = jax.random.normal(jax.random.PRNGKey(seed), (num, model.z_dim))
-    base = judge_labels(model, z0)
+    base, base_fit = both_labels(model, z0)
     base_in_world = _in_world(base)       # the same z0 for every condition
-    base_fit = fit_labels(model, z0)
     solve = make_solve(sampler)
     results: dict = {"num_per_condition": num, "seed": int(seed), "conditions": {},
                      "classifier_space": model.classifier_space,
@@ -116,11 +121,10 @@ def measure(model: DefaultModel, num: int = 64, seed: int = 5, sampler: dict | N
     a = model.attributes
     for label, expr, not_name in CONDITIONS:
         r = solve(energy.parse(expr, a, not_op=energy.not_op(not_name)), z0)
-        lab = judge_labels(model, r.z_unchecked)
+        lab, fit = both_labels(model, r.z_unchecked)
         in_world = _in_world(lab)
         hit, _ = evaluation.judge_satisfied(expr, a, lab, tol=CONTINUOUS_TOL)
         base_hit, _ = evaluation.judge_satisfied(expr, a, base, tol=CONTINUOUS_TOL)
-        fit = fit_labels(model, r.z_unchecked)
         fit_hit, _ = evaluation.judge_satisfied(expr, a, fit["labels"], tol=CONTINUOUS_TOL)
         fit_hit &= fit["realistic"]
         base_fit_hit, _ = evaluation.judge_satisfied(expr, a, base_fit["labels"], tol=CONTINUOUS_TOL)
