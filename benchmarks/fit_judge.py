@@ -63,7 +63,7 @@ def main(argv=None) -> None:
     inputs = {f"renders_sigma_{a.sigma:g}": fit_judge.gaussian_blur(np.asarray(shapes.sample(key_real, a.num)[0]),
                                                                      a.sigma)}
     if a.generator:
-        from lace_jax.default import load_default
+        from lace_jax.worlds.shapes import load_default
         model = load_default()
         z = jax.random.normal(key_gen, (a.num, model.generator_config.z_dim))
         inputs["shipped_generator"] = np.concatenate([np.asarray(model.generate(z[i:i + 512]))

@@ -30,9 +30,9 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lace_jax import images as images_lib  # noqa: E402
+from lace_jax.runs import images as images_lib  # noqa: E402
 from lace_jax.data import fit_judge, shapes  # noqa: E402
-from lace_jax.default import load_default  # noqa: E402
+from lace_jax.worlds.shapes import load_default  # noqa: E402
 
 SHAPE_COLOURS = ((220, 120, 30), (40, 110, 200), (60, 160, 70), (200, 50, 140))   # square circle triangle star
 CONTEXT_SIGMAS = (0.5, 1.0, 1.4)

@@ -58,5 +58,20 @@ def test_quality_of_exported_assets_against_the_previous_generator(exported):
     assert r["fd_floor_real_vs_real"] < r["fd_previous_vs_real"] < r["fd_generated_vs_real"], r
     for freq in r["generated_label_freq"].values():
         assert abs(sum(freq) - 1) < 1e-3
+    fit = r["fit_judge"]                                                      # no render explains washed-out images
+    assert fit["num"] == 300 and fit["unconditional_realistic"] < 0.02, fit
+    assert sum(fit["best_shape_counts_all"].values()) == 300
     with pytest.raises(FileNotFoundError, match="no early_ema"):
         quality.measure_assets(assets, num=300, early_gan=assets)
+
+
+def test_export_cli_result_is_json(exported, tmp_path):
+    """`train.py --config shapes_export` prints its result as JSON (it returned a Path once and crashed there)."""
+    import json as json_lib
+    assets, state = exported
+    workdir = tmp_path / "run"
+    shutil.copytree(assets.parent / "run", workdir)
+    cfg = load_config("shapes_export")
+    cfg.update(gan=str(workdir), generator_only=True, out=str(assets))
+    result = export.run(cfg, tmp_path / "export", log=lambda _: None)
+    assert json_lib.loads(json_lib.dumps(result)) == {"out": str(assets)}

@@ -71,7 +71,8 @@ STALE_WITH_A_NEW_GENERATOR = ("latent", "control", "calibration", "quality", "fi
 
 
 def export_generator(gan_dir: str | Path, out: str | Path, card_extra: dict) -> Path:
-    """Replace the generator of the exported model in `out` by a GAN run's EMA generator, keeping the judge.
+    """Replace the generator of the exported model in `out` by a GAN run's EMA generator (any architecture),
+    keeping the judge.
 
     The latent classifiers read the old generator's w and labels, so they are removed together with the card
     metrics measured through them (`STALE_WITH_A_NEW_GENERATOR`); retrain them with `train.py --config
@@ -79,10 +80,6 @@ def export_generator(gan_dir: str | Path, out: str | Path, card_extra: dict) -> 
     out = Path(out)
     card = json.loads((out / "model_card.json").read_text())
     g_cfg, g_vars, gcfg = gan_run.load_gan_ema(gan_dir)
-    old_cfg = sg.StyleGAN2Config(**checkpoint.read_meta(out / "generator")["config"])   # no weights needed
-    if old_cfg != g_cfg:
-        raise ValueError(f"{gan_dir} trains another generator architecture than the one in {out}; "
-                         "export the whole model instead")
     w_avg = np.asarray(sg.estimate_w_avg(g_cfg, g_vars, jax.random.PRNGKey(0), 10000))
     g_vars = {"params": g_vars["params"], "buffers": dict(g_vars["buffers"], mapping={"w_avg": jnp.asarray(w_avg)})}
     _write_generator(out, g_cfg, g_vars, {"trained_steps": gcfg["trained_steps"], "ema": True,
@@ -133,4 +130,4 @@ def run(config: dict, workdir: Path, log=print) -> dict:
     else:
         result = export_default(config["gan"], config["judge"], config["latent"], config["out"], extra)
     log(f"export: wrote {config['out']}")
-    return result
+    return {"out": str(result)}

@@ -67,9 +67,8 @@ def classifier_config(input_dim: int, up_dim: int, depth: int, num_outputs: int)
     return {"dims": list(dense_embedder_dims(input_dim, up_dim, depth)), "num_classes_list": [num_outputs]}
 
 
-@functools.lru_cache(maxsize=None)
-def _fit_step(dims: tuple, num_outputs: int, batch: int, lr: float, warmup: int):
-    """One jitted LACE training step per architecture (data are arguments, so w- and z-classifiers share it)."""
+def _loss_and_tx(dims: tuple, num_outputs: int, lr: float, warmup: int):
+    """(model, LACE's Adam with linear warm-up, loss(variables, x, y)) of one classifier."""
     model = DenseEmbedder(dims=dims, num_classes_list=(num_outputs,))
     schedule = optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), optax.constant_schedule(lr)],
                                     [warmup])
@@ -81,39 +80,65 @@ def _fit_step(dims: tuple, num_outputs: int, batch: int, lr: float, warmup: int)
             return optax.softmax_cross_entropy_with_integer_labels(out, yb).mean()
         return jnp.mean(jnp.square(out[:, 0] - yb))
 
-    @jax.jit
-    def step(v, o, xs, ys, key, s):
-        idx = jax.random.randint(jax.random.fold_in(key, s), (batch,), 0, xs.shape[0])
-        loss, g = jax.value_and_grad(loss_fn)(v, xs[idx], ys[idx])
-        upd, o = tx.update(g, o, v)
-        return optax.apply_updates(v, upd), o, loss
-
-    return model, tx, step
+    return model, tx, loss_fn
 
 
-def train_classifier(x: np.ndarray, y: np.ndarray, num_outputs: int, config: dict, key: jax.Array,
-                     log: Callable[[str], None] | None = None, tag: str = "") -> tuple[dict, dict, list]:
-    """Train one DenseEmbedder on x [N, D] → y [N] (int classes if num_outputs > 1, else floats).
+@functools.lru_cache(maxsize=None)
+def _fit_steps(archs: tuple, batch: int, lr: float, warmup: int):
+    """One program that trains several classifiers (`archs`: (dims, num_outputs) each) side by side, `n` steps
+    per call under `lax.scan`: one dispatch per `n` steps for all of them keeps an accelerator busy. The data are
+    arguments, so runs with the same architectures share it. Each classifier's step is LACE's, unchanged."""
+    parts = [_loss_and_tx(dims, k, lr, warmup) for dims, k in archs]
 
-    Returns (config, variables, mean training loss per `log_every` steps)."""
-    cfg = classifier_config(x.shape[1], int(config["up_dim"]), int(config["depth"]), num_outputs)
-    model, tx, step = _fit_step(tuple(cfg["dims"]), num_outputs, int(config["batch_size"]), float(config["lr"]),
-                                int(config["warmup"]))
-    k_init, k_data = jax.random.split(key)
-    variables = model.init(k_init, jnp.zeros((1, x.shape[1])))
-    opt_state = tx.init(variables)
-    xs = jnp.asarray(x, jnp.float32)
-    ys = jnp.asarray(y, jnp.int32 if num_outputs > 1 else jnp.float32)
-    history, acc = [], []
-    for s in range(int(config["steps"])):
-        variables, opt_state, loss = step(variables, opt_state, xs, ys, k_data, s)
-        acc.append(loss)
-        if (s + 1) % int(config["log_every"]) == 0:
-            history.append(float(np.mean(np.asarray(acc))))
-            acc = []
-            if log is not None:
-                log(f"latent {tag} step {s + 1:5d} loss {history[-1]:.4f}")
-    return cfg, variables, history
+    @functools.partial(jax.jit, static_argnums=(6,))
+    def steps(vs, os, xs, ys, keys, start, n: int):
+        """Steps start … start + n − 1 of every classifier; classifier i's step s draws its minibatch from
+        fold_in(keys[i], s). Returns the new variables, optimiser states and losses [n, len(archs)]."""
+        def one(carry, s):
+            vs, os = carry
+            new_v, new_o, losses = [], [], []
+            for (_, tx, loss_fn), v, o, x, y, key in zip(parts, vs, os, xs, ys, keys):
+                idx = jax.random.randint(jax.random.fold_in(key, s), (batch,), 0, x.shape[0])
+                loss, g = jax.value_and_grad(loss_fn)(v, x[idx], y[idx])
+                upd, o = tx.update(g, o, v)
+                new_v.append(optax.apply_updates(v, upd))
+                new_o.append(o)
+                losses.append(loss)
+            return (tuple(new_v), tuple(new_o)), jnp.stack(losses)
+
+        (vs, os), losses = jax.lax.scan(one, (vs, os), start + jnp.arange(n))
+        return vs, os, losses
+
+    return [p[0] for p in parts], [p[1] for p in parts], steps
+
+
+def train_classifiers(jobs: list[tuple[np.ndarray, np.ndarray, int, jax.Array]], config: dict,
+                      log: Callable[[str], None] | None = None,
+                      tags: tuple[str, ...] = ()) -> list[tuple[dict, dict, list]]:
+    """Train one DenseEmbedder per job `(x [N, D], y [N], num_outputs, key)` (y: int classes if num_outputs > 1,
+    else floats), all in the same steps. Per job: (config, variables, mean training loss per `log_every` steps)."""
+    cfgs = [classifier_config(x.shape[1], int(config["up_dim"]), int(config["depth"]), k) for x, _, k, _ in jobs]
+    models, txs, steps = _fit_steps(tuple((tuple(c["dims"]), k) for c, (_, _, k, _) in zip(cfgs, jobs)),
+                                    int(config["batch_size"]), float(config["lr"]), int(config["warmup"]))
+    k_data, vs, os = [], [], []
+    for model, tx, (x, _, _, key) in zip(models, txs, jobs):
+        k_init, k = jax.random.split(key)
+        v = model.init(k_init, jnp.zeros((1, x.shape[1])))
+        k_data.append(k), vs.append(v), os.append(tx.init(v))
+    xs = tuple(jnp.asarray(x, jnp.float32) for x, _, _, _ in jobs)
+    ys = tuple(jnp.asarray(y, jnp.int32 if k > 1 else jnp.float32) for _, y, k, _ in jobs)
+    vs, os, history = tuple(vs), tuple(os), [[] for _ in jobs]
+    total, every = int(config["steps"]), int(config["log_every"])
+    for start in range(0, total, every):
+        n = min(every, total - start)
+        vs, os, losses = steps(vs, os, xs, ys, tuple(k_data), jnp.int32(start), n)
+        if n == every:
+            means = np.asarray(losses).mean(0)
+            for i, m in enumerate(means):
+                history[i].append(float(m))
+                if log is not None:
+                    log(f"latent {tags[i] if i < len(tags) else i} step {start + n:5d} loss {m:.4f}")
+    return [(c, v, h) for c, v, h in zip(cfgs, vs, history)]
 
 
 def evaluate_classifier(cfg: dict, variables, x: np.ndarray, y: np.ndarray) -> dict:
@@ -162,19 +187,20 @@ def train_latent(config: dict, workdir: str | Path, log: Callable[[str], None] =
                      "classifier": {k: config[k] for k in ("up_dim", "depth", "batch_size", "lr", "warmup", "steps")}}
     for name in shapes.DISCRETE:
         metrics["label_rates"][name] = np.bincount(train[name], minlength=len(shapes.DISCRETE[name])).tolist()
+    jobs, tags = [], []
     for space in config["spaces"]:
         for i, name in enumerate(config["attributes"]):
             k_out = len(shapes.DISCRETE[name]) if name in shapes.DISCRETE else 1
-            cfg, variables, hist = train_classifier(train[space], train[name], k_out, config,
-                                                    jax.random.fold_in(k_fit, 100 * i + (space == "z")),
-                                                    log=log, tag=f"{space}/{name}")
-            result = evaluate_classifier(cfg, variables, test[space], test[name])
-            result["final_train_loss"] = hist[-1]
-            metrics[f"{space}/{name}"] = result
-            log(f"latent {space}/{name}: held-out {result}")
-            checkpoint.save_classifier(workdir / "classifiers" / f"{space}_{name}", cfg, variables,
-                                       extra={"attribute": name, "space": space, "held_out": result},
-                                       overwrite=True)
+            jobs.append((train[space], train[name], k_out, jax.random.fold_in(k_fit, 100 * i + (space == "z"))))
+            tags.append(f"{space}/{name}")
+    for tag, (cfg, variables, hist) in zip(tags, train_classifiers(jobs, config, log=log, tags=tuple(tags))):
+        space, name = tag.split("/")
+        result = evaluate_classifier(cfg, variables, test[space], test[name])
+        result["final_train_loss"] = hist[-1]
+        metrics[tag] = result
+        log(f"latent {tag}: held-out {result}")
+        checkpoint.save_classifier(workdir / "classifiers" / f"{space}_{name}", cfg, variables,
+                                   extra={"attribute": name, "space": space, "held_out": result}, overwrite=True)
     np.save(workdir / "w_avg.npy", np.asarray(g_vars["buffers"]["mapping"]["w_avg"]))
     metrics["wall_s"] = time.time() - t0
     (workdir / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from lace_jax.data import shapes
+from lace_jax.data import fit_judge, shapes
 from lace_jax.metrics.frechet import frechet_distance
 from lace_jax.models import stylegan2 as sg
 from lace_jax.training import gan_run, judge_run, latent
@@ -32,22 +32,52 @@ def real_features(judge_model, judge_params, key, num, batch=500) -> np.ndarray:
     return np.concatenate([np.asarray(fn(jax.random.fold_in(key, i))) for i in range(-(-num // batch))])[:num]
 
 
-def generated_outputs(g_cfg, g_vars, judge_model, judge_params, key, num, batch=250) -> dict:
-    """Judge features and hard labels of `num` EMA-generator samples (z from `key`, const noise)."""
-    data = latent.label_latents(g_cfg, g_vars, judge_model, judge_params, key, num, batch)
+def generated_outputs(g_cfg, g_vars, judge_model, judge_params, key, num, batch=250, fit: bool = False) -> dict:
+    """Judge features and hard labels of `num` EMA-generator samples (z from `key`, const noise); with `fit`, also
+    the analysis-by-synthesis judge's verdicts (`fit_summary`) under "fit_judge"."""
+    data = latent.label_latents(g_cfg, g_vars, judge_model, judge_params, key, num, batch, keep_images=fit)
+    if fit:
+        data["fit_judge"] = fit_summary(fit_judge.judge(data.pop("images"), batch_size=fit_batch()))
     return data
 
 
+def fit_batch() -> int:
+    """Images per compiled fit-judge call: the default on CPU, larger on an accelerator (each image is fitted on
+    its own under vmap; the chunk only sizes the compiled program)."""
+    return fit_judge.BATCH if jax.default_backend() == "cpu" else 1024
+
+
+def fit_summary(result: fit_judge.FitResult) -> dict:
+    """What the model card and the GAN A/B runs record of the fit judge's verdicts on unconditional samples: the
+    realistic fraction (a render explains the image, score ≤ τ), the fraction of all samples that are a realistic
+    sample of each shape / background, the best-fitting shape's counts over all samples, score quantiles, and the
+    worst gap between a shape's realistic share among the realistic samples and the world's uniform share."""
+    ok, best, bg = (np.asarray(a) for a in (result.realistic, result.shape, result.background))
+    n = len(ok)
+    per_shape = {name: float(np.mean(ok & (best == s))) for s, name in enumerate(shapes.SHAPES)}
+    among = {name: float(np.sum(ok & (best == s)) / max(int(ok.sum()), 1)) for s, name in enumerate(shapes.SHAPES)}
+    return {"num": n, "tau": fit_judge.TAU, "unconditional_realistic": float(ok.mean()),
+            "realistic_shape_fractions_of_all": per_shape,
+            "realistic_shape_frequencies": among,
+            "max_shape_frequency_gap": float(max(abs(v - 1 / len(shapes.SHAPES)) for v in among.values())),
+            "realistic_background_fractions_of_all": {name: float(np.mean(ok & (bg == b)))
+                                                      for b, name in enumerate(shapes.BACKGROUNDS)},
+            "best_shape_counts_all": {name: int(np.sum(best == s)) for s, name in enumerate(shapes.SHAPES)},
+            "score_quantiles": {q: float(np.quantile(np.asarray(result.score), float(q)))
+                                for q in ("0.05", "0.25", "0.5", "0.75", "0.95")}}
+
+
 def measure_generator(g_cfg: sg.StyleGAN2Config, g_vars: dict, judge_model, judge_params, num: int,
-                      seed: int = 31, references: dict | None = None) -> dict:
+                      seed: int = 31, references: dict | None = None, fit: bool = True) -> dict:
     """FD(generated, real) and the floor FD(real′, real) over `num` images per set, the judge's class
-    frequencies and continuous means/stds on the generated set, and `fd_<name>_vs_real` for each reference
-    generator (`references`: name -> params of the same architecture and buffers, e.g. an early snapshot)."""
+    frequencies and continuous means/stds on the generated set, `fd_<name>_vs_real` for each reference
+    generator (`references`: name -> params of the same architecture and buffers, e.g. an early snapshot), and
+    with `fit` the fit judge's verdicts on the generated set (`fit_summary`, under "fit_judge")."""
     t0 = time.time()
     k_a, k_b, k_g, k_e = jax.random.split(jax.random.PRNGKey(seed), 4)
     real_a = real_features(judge_model, judge_params, k_a, num)
     real_b = real_features(judge_model, judge_params, k_b, num)
-    gen = generated_outputs(g_cfg, g_vars, judge_model, judge_params, k_g, num)
+    gen = generated_outputs(g_cfg, g_vars, judge_model, judge_params, k_g, num, fit=fit)
     result = {"num_per_set": num,
               "fd_generated_vs_real": frechet_distance(gen["features"], real_a),
               "fd_floor_real_vs_real": frechet_distance(real_b, real_a)}
@@ -58,6 +88,8 @@ def measure_generator(g_cfg: sg.StyleGAN2Config, g_vars: dict, judge_model, judg
         result[f"fd_{name}_vs_real"] = frechet_distance(ref["features"], real_a)
         result[f"{name}_label_freq"] = _label_freq(ref, num)
     result["generated_label_freq"] = _label_freq(gen, num)
+    if fit:
+        result["fit_judge"] = gen["fit_judge"]
     result["generated_continuous_mean_std"] = {
         n: [float(np.mean(gen[n])), float(np.std(gen[n]))] for n in shapes.CONTINUOUS}
     result["wall_s"] = time.time() - t0
