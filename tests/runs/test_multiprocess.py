@@ -51,7 +51,6 @@ def test_shares_are_disjoint_and_merge_into_the_single_process_samples(tmp_path)
     assert 0 < len(ref.failed_indices) < 23
     out = tmp_path / "three"
     shares = [chunks.Processes(index=i, count=3, chunk_offset=1) for i in range(3)]
-    computed = []
     for share in shares[1:]:      # processes 1 and 2 write their chunks and leave
         assert chunks.generate(_toy_per_sample, PARAMS, num_samples=23, chunk_size=4, seed=5, out_dir=out,
                                processes=share, wait=False, cache=CACHE) is None
