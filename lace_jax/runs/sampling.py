@@ -1,9 +1,16 @@
 """`run(config, request)` for the worlds (shapes, toy2d, LACE worlds): conditions or sequential edits sampled in
 resumable chunks, or a sweep; what `python sample.py` does for every world config (the research configs have
-their own `run` in their packages)."""
+their own `run` in their packages).
+
+Under `jax.distributed` (or on a TPU pod) every process calls `run` with the same request and a shared
+`out_dir`: each computes its share of the chunks (`chunks.Processes`, counted across all conditions or edit steps
+so that even one chunk per condition spreads out) or of a sweep's settings, and process 0 waits for the others'
+files and returns the `Output`; the other processes return None once their share is on disk (sequential editing
+makes every process wait for each step, whose latents the next one starts from)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from typing import Any, Mapping, Optional
 
@@ -13,9 +20,11 @@ from lace_jax.runs import chunks, evaluation, output, request as rq, sweeps, wor
 from lace_jax.runs.output import Output
 
 
-def run(config: Mapping[str, Any], request: rq.Request) -> Optional[Output]:
+def run(config: Mapping[str, Any], request: rq.Request,
+        processes: Optional[chunks.Processes] = None) -> Optional[Output]:
     """Validate everything, then sample (or sweep); returns the `Output` for `output.write` (None for a sweep,
-    which writes its own rows)."""
+    which writes its own rows, and on every process but 0 of a multi-process run). `processes`: this process's
+    share (default `chunks.Processes.current()`, from `jax.distributed`)."""
     t_start = time.time()
     import jax
 
@@ -31,25 +40,35 @@ def run(config: Mapping[str, Any], request: rq.Request) -> Optional[Output]:
     n = rq.num_samples(world, request)
     chunk = rq.chunk_size(world, request)
     out_dir = request.out_dir
-    output.prepare_out_dir(out_dir, fresh_dirs=("conditions", "edits") if request.fresh else ())
-    say(f"world={world.name} sampler={sampler} backend={jax.default_backend()} devices={jax.device_count()}")
+    output.prepare_out_dir(out_dir, fresh_dirs=("conditions", "edits", "sweep") if request.fresh else ())
+    procs = processes or chunks.Processes.current()
+    try:    # after every process prepared the folder: nobody writes a chunk before old ones are gone
+        chunks.start_together(out_dir, procs)
+    except chunks.BatchError as err:
+        raise rq.RequestError(f"--out_dir: {err}") from None
+    where = (f"devices={jax.device_count()}" if procs.count == 1 else
+             f"process {procs.index}/{procs.count} local_devices={jax.local_device_count()} "
+             f"devices={jax.device_count()}")
+    say(f"world={world.name} sampler={sampler} backend={jax.default_backend()} {where}")
     if request.sweep:
-        _sweep(world, request, t_start)
+        _sweep(world, request, t_start, procs)
         return None
 
     t0 = time.time()
     record: dict = {**request.record, "world": world.name, "config": dict(config), "sampler": sampler,
                     "options": dataclasses.asdict(options), "num_samples": n,
-                    "chunk_size": chunk, "seed": request.seed}
+                    "chunk_size": chunk, "seed": request.seed, "processes": procs.count}
     if edits:
         say(f"sequential editing: {' -> '.join(edits)} ({n} samples, {sampler})")
         try:
             z_start, steps = workflow.sequential_edit(
                 world, edits, num_samples=n, seed=request.seed, sampler=sampler, options=options, chunk_size=chunk,
                 out_dir=out_dir / "edits", reg_z=request.reg_z, reg_logits=request.reg_logits, cache={},
-                progress=lambda k, p: say(f"edit {k + 1}/{len(edits)} ({edits[k]}): {p.line()}"))
+                progress=lambda k, p: say(f"edit {k + 1}/{len(edits)} ({edits[k]}): {p.line()}"), processes=procs)
         except chunks.BatchError as err:
             raise rq.RequestError(f"{err} (use another --out_dir or --fresh)") from None
+        if procs.index != 0:
+            return _share_done(say, procs, t0)
         if not steps[-1].result.success.any():
             raise rq.RequestError(f"every edited sample failed ({sampler}); see --max_steps, --rtol/--atol")
         t_sample = time.time() - t0
@@ -64,7 +83,9 @@ def run(config: Mapping[str, Any], request: rq.Request) -> Optional[Output]:
         n_fail = int((~success[-1]).sum())
         done = int(success[-1].sum())
     else:
-        results = _conditions(world, conds, sampler, options, n, chunk, request)
+        results = _conditions(world, conds, sampler, options, n, chunk, request, procs)
+        if results is None:
+            return _share_done(say, procs, t0)
         t_sample = time.time() - t0
         zs = [r.z for r in results]
         labels = conds
@@ -97,18 +118,32 @@ def run(config: Mapping[str, Any], request: rq.Request) -> Optional[Output]:
     return Output(grid=grid, pngs=pngs, arrays=arrays, record=record)
 
 
-def _conditions(world, conds, sampler, options, n, chunk, request):
+def _conditions(world, conds, sampler, options, n, chunk, request, procs: chunks.Processes):
+    """Every condition's chunks of this process (without waiting, so no process idles between conditions), then,
+    on process 0 only, each condition's full result once all chunk files are there (None on the others)."""
     cache: dict = {}
-    results = []
+    dirs = [request.out_dir / "conditions" / f"{k:02d}" for k in range(len(conds))]
+    share = procs
     for k, expr in enumerate(conds):
         request.progress(f"condition {k + 1}/{len(conds)}: {expr!r} ({n} samples, {sampler})")
         try:
-            res = workflow.sample_condition(
+            workflow.sample_condition(
                 world, expr, num_samples=n, seed=request.seed + k, sampler=sampler, options=options,
-                chunk_size=chunk, out_dir=request.out_dir / "conditions" / f"{k:02d}", cache=cache,
+                chunk_size=chunk, out_dir=dirs[k], cache=cache, processes=share, wait=False,
                 progress=lambda p, k=k: request.progress(f"condition {k + 1}: {p.line()}"))
         except chunks.BatchError as err:
             raise rq.RequestError(f"{err} (use another --out_dir or --fresh)") from None
+        share = share.after(chunks.num_chunks(n, chunk))
+    if procs.index != 0:
+        return None
+    results = []
+    for k in range(len(conds)):
+        try:
+            res = chunks.merge(dirs[k], wait=procs.count > 1, timeout_s=procs.timeout_s, poll_s=procs.poll_s,
+                               on_wait=lambda left, k=k: request.progress(
+                                   f"condition {k + 1}: waiting for chunks {list(left)[:10]} of the other processes"))
+        except chunks.BatchError as err:
+            raise rq.RequestError(str(err)) from None
         n_fail = int((~res.success).sum())
         if n_fail:
             request.progress(f"condition {k + 1}: {n_fail}/{n} solves failed (indices "
@@ -119,6 +154,12 @@ def _conditions(world, conds, sampler, options, n, chunk, request):
         raise rq.RequestError(f"every sample failed ({sampler}); the energy or the solver settings give NaN or too "
                               "many steps; see --max_steps, --rtol/--atol or another --sampler")
     return results
+
+
+def _share_done(say, procs: chunks.Processes, t0: float) -> None:
+    say(f"process {procs.index}/{procs.count}: its share is on disk ({time.time() - t0:.1f}s); process 0 writes "
+        "the outputs")
+    return None
 
 
 def _toy2d_pictures(world, exprs, labels, zs, success, sampler):
@@ -140,7 +181,9 @@ def _toy2d_pictures(world, exprs, labels, zs, success, sampler):
     return (np.concatenate(tiles, axis=1) if len(tiles) > 1 else tiles[0]), pngs
 
 
-def _sweep(world, request: rq.Request, t_start: float) -> None:
+def _sweep(world, request: rq.Request, t_start: float, procs: chunks.Processes) -> None:
+    """Setting j runs on process j % count and lands in `sweep/rows/row_<j>.json` (with what it was computed for,
+    so a re-run with the same sweep skips it); process 0 waits for every row and writes rows.json and table.md."""
     from lace_jax import records
     from lace_jax.config import load_config
 
@@ -150,12 +193,44 @@ def _sweep(world, request: rq.Request, t_start: float) -> None:
     except (ValueError, FileNotFoundError) as err:
         raise rq.RequestError(f"--sweep: {err}") from None
     n = request.num_samples or int(cfg.get("num_samples", 256))
+    tol = float(cfg.get("tol", 0.1))
     request.progress(f"sweep {request.sweep}: {len(settings)} settings x {n} samples on {world.name}")
-    rows = sweeps.run_sweep(world, settings, num_samples=n, seed=request.seed, tol=float(cfg.get("tol", 0.1)),
-                            progress=lambda r: request.progress(
-                                f"{r['setting']} accuracy {r['metrics']['accuracy']:.3f} nfe {r['nfe']} "
-                                f"time {r['time_s']:.2f}s"))
+    rows_dir = request.out_dir / "sweep" / "rows"
+    rows_dir.mkdir(parents=True, exist_ok=True)
+    world_cfg = {k: v for k, v in world.config.items() if k != "conditions"}
+    keys = [json.loads(json.dumps(records.to_jsonable(
+        {"setting": dict(s), "num_samples": n, "seed": request.seed, "tol": tol, "world": world.name,
+         "config": world_cfg}))) for s in settings]
+
+    def done_row(j: int) -> Optional[dict]:
+        path = rows_dir / f"row_{j:04d}.json"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return data["row"] if data.get("key") == keys[j] else None
+
+    runner = sweeps.Runner()
+    for j in range(len(settings)):
+        if j % procs.count != procs.index or done_row(j) is not None:
+            continue
+        row, = sweeps.run_sweep(world, [settings[j]], num_samples=n, seed=request.seed, tol=tol, runner=runner)
+        records.write_json(rows_dir / f"row_{j:04d}.json", {"key": keys[j], "row": row})
+        request.progress(f"{row['setting']} accuracy {row['metrics']['accuracy']:.3f} nfe {row['nfe']} "
+                         f"time {row['time_s']:.2f}s")
+    if procs.index != 0:
+        _share_done(request.progress, procs, t_start)
+        return
+    try:
+        chunks.wait_for(lambda: [j for j in range(len(settings)) if done_row(j) is None], timeout_s=procs.timeout_s,
+                        poll_s=procs.poll_s, what=f"{rows_dir} rows",
+                        on_wait=lambda left: request.progress(f"waiting for sweep rows {list(left)[:10]} of the "
+                                                              "other processes"))
+    except chunks.BatchError as err:
+        raise rq.RequestError(str(err)) from None
+    rows = [done_row(j) for j in range(len(settings))]
     sweeps.write(rows, request.out_dir / "sweep", extra={"sweep": request.sweep, "config": cfg, "world": world.name,
+                                                         "processes": procs.count,
                                                          "environment": records.environment(),
                                                          "wall_s": time.time() - t_start})
     request.progress(f"wrote {request.out_dir}/sweep/rows.json and table.md ({time.time() - t_start:.1f}s)")

@@ -80,16 +80,20 @@ def fingerprint(world: Any, kind: str, expr: Any, sampler: str, options: sampler
 def sample_condition(world: Any, expr: str, *, num_samples: int, seed: int = 0, sampler: str = "ode",
                      options: Optional[samplers.SamplerOptions] = None, chunk_size: int = 256,
                      out_dir: str | Path | None = None, progress: Optional[Callable] = None,
-                     devices: Sequence[Any] | None = None, cache: Optional[dict] = None) -> chunks.BatchResult:
+                     devices: Sequence[Any] | None = None, cache: Optional[dict] = None,
+                     processes: Optional[chunks.Processes] = None, wait: bool = True,
+                     ) -> Optional[chunks.BatchResult]:
     """`num_samples` latents under the expression's energy (conditional: `name=value`; compositional: `&`, `|`,
     `!`), in resumable chunks when `out_dir` is given. Failed solves have NaN rows and `success` False.
-    Pass the same `cache` dict to several calls to compile once per energy structure."""
+    Pass the same `cache` dict to several calls to compile once per energy structure. `processes` and `wait`:
+    this process's share of a multi-process run (`chunks.generate`)."""
     options = options or world.sampler_options()
     cond = world.parse(expr)
     per = _per_sample_fn(sampler, options, world.latent_dim, cache=cache)
     return chunks.generate(per, cond, num_samples=num_samples, chunk_size=chunk_size, seed=seed,
                              out_dir=out_dir, progress=progress, devices=devices, cache=cache,
-                             fingerprint=fingerprint(world, "condition", expr, sampler, options))
+                             fingerprint=fingerprint(world, "condition", expr, sampler, options),
+                             processes=processes, wait=wait)
 
 
 def parse_edit(world: Any, text: str) -> tuple[str, Any]:
@@ -152,8 +156,9 @@ def edit_step(world: Any, names: Sequence[str], targets: Sequence[Any], z_prev: 
               sampler: str = "ode", options: Optional[samplers.SamplerOptions] = None, chunk_size: int = 256,
               out_dir: str | Path | None = None, progress: Optional[Callable] = None, reg_z: float = EDIT_REG_Z,
               reg_logits: float = EDIT_REG_LOGITS, devices: Sequence[Any] | None = None,
-              cache: Optional[dict] = None) -> chunks.BatchResult:
-    """One sequential-editing step from `z_prev[N, D]` (rows of failed earlier steps stay failed)."""
+              cache: Optional[dict] = None, processes: Optional[chunks.Processes] = None) -> chunks.BatchResult:
+    """One sequential-editing step from `z_prev[N, D]` (rows of failed earlier steps stay failed); with
+    `processes`, this process computes its share and every process gets the whole step."""
     options = options or world.sampler_options()
     z_prev = np.asarray(z_prev, np.float32)
     ok_prev = np.all(np.isfinite(z_prev), axis=-1)
@@ -164,7 +169,8 @@ def edit_step(world: Any, names: Sequence[str], targets: Sequence[Any], z_prev: 
                      reg_z=reg_z, reg_logits=reg_logits,
                      z_prev_checksum=float(np.nansum(np.abs(z_prev))) if z_prev.size else 0.0)
     res = chunks.generate(per, params, num_samples=z_prev.shape[0], chunk_size=chunk_size, seed=seed,
-                            out_dir=out_dir, progress=progress, devices=devices, fingerprint=fp, cache=cache)
+                            out_dir=out_dir, progress=progress, devices=devices, fingerprint=fp, cache=cache,
+                            processes=processes)
     success = res.success & ok_prev
     z = np.where(success[:, None], res.z, np.nan)
     return res._replace(z=z, success=success, failed_indices=np.flatnonzero(~success).astype(np.int64))
@@ -175,11 +181,12 @@ def sequential_edit(world: Any, edits: Sequence[str], *, num_samples: int, seed:
                     z_start: Optional[np.ndarray] = None, out_dir: str | Path | None = None,
                     progress: Optional[Callable[[int, Any], None]] = None, reg_z: float = EDIT_REG_Z,
                     reg_logits: float = EDIT_REG_LOGITS, cache: Optional[dict] = None,
-                    ) -> tuple[np.ndarray, list[EditStep]]:
+                    processes: Optional[chunks.Processes] = None) -> tuple[np.ndarray, list[EditStep]]:
     """Apply `edits` (`name=value` each) in order to the same latents. Returns (z_start, steps). Step k's
     energy holds every attribute edited up to k (an attribute edited twice keeps its newest target and moves
     to the end, i.e. becomes the current one). `z_start` defaults to N(0, I) latents from the sample keys.
-    With `out_dir`, step k's chunks live in `out_dir/step_{k}` and every step resumes."""
+    With `out_dir`, step k's chunks live in `out_dir/step_{k}` and every step resumes; several processes
+    (`processes`, default jax's) share each step's chunks and all of them get every step's latents."""
     parsed = [parse_edit(world, e) for e in edits]
     if not parsed:
         raise ValueError("sequential_edit: no edits given")
@@ -202,7 +209,9 @@ def sequential_edit(world: Any, edits: Sequence[str], *, num_samples: int, seed:
         prog = None if progress is None else (lambda p, k=k: progress(k, p))
         res = edit_step(world, names, targets, z, seed=seed + 1000 * (k + 1), sampler=sampler, options=options,
                         chunk_size=chunk_size, out_dir=sub, progress=prog, reg_z=reg_z, reg_logits=reg_logits,
-                        cache=cache)
+                        cache=cache, processes=processes)
+        if processes is not None:
+            processes = processes.after(chunks.num_chunks(z.shape[0], chunk_size))
         steps.append(EditStep(text, tuple(names), tuple(targets), res))
         z = res.z
     return np.asarray(z_start), steps

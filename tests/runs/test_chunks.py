@@ -18,7 +18,7 @@ from lace_jax.runs import chunks
 from lace_jax.worlds import toy2d
 from lace_jax import samplers
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _toy_per_sample(params, key, index):
