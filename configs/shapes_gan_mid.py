@@ -1,7 +1,7 @@
 """The GPU A/B's winner (experiments/gan_ab.py, docs/default_model.md): the shapes GAN with wider layers at 8–32 px
 (G {4: 128, 8: 128, 16: 64, 32: 32}, D [32, 64, 128, 128]) at batch 128, otherwise `shapes_gan`.
 
-Its train state after 12,375 iterations (1.58 M images, 4.7 minutes of one H200) is kept in
+Its train state after 12,375 iterations (1.58 M images, 4.3 minutes of training on one H200) is kept in
 `experiments/gan_mid_state`; continue it with
 `python train.py --config shapes_gan_mid --workdir experiments/gan_mid_state --set max_wall_s=...`."""
 from configs import shapes_gan
