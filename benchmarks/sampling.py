@@ -519,14 +519,20 @@ def precision_rows(setup: Setup, b: int, reps: int, zref: np.ndarray, best: dict
     configs = dict(compat=dict(kind="ode", solver="dopri5", rtol=1e-3, atol=1e-3, batch_mode="joint",
                                torchdiffeq_compat=True), best=dict(best))
     energies = {p: setup.energy(ys, policy=p) for p in MP.POLICIES}
-    calls, outs, firsts = {}, {}, {}
+    calls, outs, firsts, failed = {}, {}, {}, {}
     for cname, cfg in configs.items():
         opts = dict(cfg)
         f = setup.jax_solver(opts.pop("kind", "ode"), **opts)
         for p in MP.POLICIES:
             key = f"{p}/{cname}"
-            calls[key] = functools.partial(lambda f, e: jax.block_until_ready(f(e, jz0)), f, energies[p])
-            outs[key], firsts[key] = first_call(calls[key])
+            call = functools.partial(lambda f, e: jax.block_until_ready(f(e, jz0)), f, energies[p])
+            try:        # a policy the backend refuses is reported, not fatal (one GPU run must give every number)
+                outs[key], firsts[key] = first_call(call)
+                calls[key] = call
+            except Exception as err:  # noqa: BLE001
+                failed[key] = f"{type(err).__name__}: {str(err)[:300]}"
+                log(f"precision {key} b{b} failed: {failed[key]}")
+    energies = {p: e for p, e in energies.items() if any(k.startswith(p + "/") for k in calls)}
     calls["torch"] = lambda: setup.torch_solve(z0, ys, **torch_cfg)
     tout, tfirst = first_call(calls["torch"])
     steady = tfirst < 1.0
@@ -546,8 +552,12 @@ def precision_rows(setup: Setup, b: int, reps: int, zref: np.ndarray, best: dict
         z_hi = np.asarray(outs[f"highest/{cname}"][0])
         for p in MP.POLICIES:
             key = f"{p}/{cname}"
+            if key in failed:
+                rows.append(dict(config=cname, policy=p, batch=b, algorithm=MP.algorithm(p), error=failed[key]))
+                continue
             z, nfe = np.asarray(outs[key][0]), np.asarray(outs[key][1])
-            r = dict(config=cname, policy=p, batch=b, jax_options=configs[cname], jax_s=tm[key]["median"],
+            r = dict(config=cname, policy=p, batch=b, algorithm=MP.algorithm(p), jax_options=configs[cname],
+                     jax_s=tm[key]["median"],
                      jax_compile_s=max(firsts[key] - tm[key]["median"], 0.0), jax_nfe=int(nfe.max()),
                      jax_nfe_mean=float(nfe.mean()), jax_err_max=float(np.nanmax(np.abs(z[:k] - zref[:k]))),
                      jax_acc=setup.accuracy(z, ys), jax_failed=int((~np.isfinite(z).all(axis=1)).sum()),
@@ -557,21 +567,28 @@ def precision_rows(setup: Setup, b: int, reps: int, zref: np.ndarray, best: dict
                      timing="steady (1 untimed + 2 timed calls per turn)" if steady else "alternating")
             r["ratio"] = r["torch_s"] / r["jax_s"]
             r["speedup_vs_highest"] = tm[f"highest/{cname}"]["median"] / r["jax_s"]
-            r["meets_lace_error"] = bool(r["jax_err_max"] <= torch_err and r["jax_failed"] == 0)
+            r["meets_lace_error"] = bool(r["jax_err_max"] <= PRECISION_ERR_SLACK * torch_err and r["jax_failed"] == 0)
             rows.append(r)
             log(json.dumps({k2: (round(v, 5) if isinstance(v, float) else v) for k2, v in r.items()
                             if k2 != "jax_options"}))
     return rows
 
 
-# what `pick` allows in classifier accuracy below LACE's (random weights: accuracy is a weak signal here)
+# "at LACE's error": at most this factor of torch's final-latent error (the compat controller is LACE's algorithm
+# and lands within ±1 % of torch's error by float rounding alone), and at most this much lower classifier accuracy
+# (random weights: accuracy is a weak signal here)
+PRECISION_ERR_SLACK = 1.02
 PRECISION_ACC_SLACK = 0.01
 
 
 def precision_pick(rows: list) -> dict | None:
-    """The fastest (policy, config) whose final-latent error is at most LACE's (torch) and whose classifier accuracy
-    is at least LACE's − PRECISION_ACC_SLACK; None if none is."""
-    ok = [r for r in rows if r["meets_lace_error"] and r["jax_acc"] >= r["torch_acc"] - PRECISION_ACC_SLACK]
+    """The fastest (policy, config) whose final-latent error is at LACE's (`meets_lace_error`) and whose classifier
+    accuracy is at least LACE's − PRECISION_ACC_SLACK; a policy that runs the same program as `highest` on this
+    backend (tf32 without TF32 units) is not a candidate. None if none qualifies."""
+    f32 = MP.algorithm("highest")
+    ok = [r for r in rows if "error" not in r and r["meets_lace_error"]
+          and r["jax_acc"] >= r["torch_acc"] - PRECISION_ACC_SLACK
+          and (r["policy"] == "highest" or r["algorithm"] != f32)]
     if not ok:
         return None
     r = max(ok, key=lambda r: r["ratio"])
@@ -748,7 +765,8 @@ def summarise(results, flops, peak, bf16) -> dict:
     if bf16:
         out["ratio_matmul_bf16_over_f32"] = round(bf16["best_gflops"] / peak["best_gflops"], 3)
     for r in results.get("precision", []):
-        out[f"ratio_precision_{r['policy']}_{r['config']}_b{r['batch']}"] = round(r["ratio"], 3)
+        if "ratio" in r:
+            out[f"ratio_precision_{r['policy']}_{r['config']}_b{r['batch']}"] = round(r["ratio"], 3)
     for b in sorted({r["batch"] for r in results.get("precision", [])}):
         out[f"precision_pick_b{b}"] = precision_pick([r for r in results["precision"] if r["batch"] == b])
     return out
@@ -838,7 +856,11 @@ def markdown(doc) -> str:
                  "acc JAX | acc LACE | max diff vs highest | drift GFLOP/s | meets LACE err |")
         L.append("|" + "---|" * 15)
         for r in doc["results"]["precision"]:
-            L.append(f"| {r['policy']} | {r['config']} | {r['batch']} | {f(r['jax_s'])} | {f(r['torch_s'])} | "
+            if "error" in r:
+                L.append(f"| {r['policy']} | {r['config']} | {r['batch']} | failed: {r['error'][:80]} |")
+                continue
+            L.append(f"| {r['policy']} ({r['algorithm']}) | {r['config']} | {r['batch']} | {f(r['jax_s'])} | "
+                     f"{f(r['torch_s'])} | "
                      f"{r['ratio']:.2f} | {r['speedup_vs_highest']:.2f} | {r['jax_nfe']} | {f(r['jax_err_max'])} | "
                      f"{f(r['torch_err_max'])} | {r['jax_acc']:.3f} | {r['torch_acc']:.3f} | "
                      f"{f(r['max_diff_vs_highest'])} | {r['drift_gflops']:.1f} | {r['meets_lace_error']} |")

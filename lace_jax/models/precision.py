@@ -46,6 +46,19 @@ def resolve(policy: Any, backend: str | None = None) -> str:
     return GPU_DEFAULT if backend in ("gpu", "cuda", "rocm") else DEFAULT
 
 
+def algorithm(policy: str, backend: str | None = None) -> str:
+    """What the products of `policy` compute on `backend` (default: JAX's default backend), in words: `tf32` is
+    float32 where the backend has no TF32 units."""
+    backend = jax.default_backend() if backend is None else backend
+    if policy == "bf16":
+        return "bf16 operands, f32 accumulation"
+    if policy == "tf32" and backend == "gpu":
+        return "tf32 operands, f32 accumulation"
+    if policy in POLICIES:
+        return "f32"
+    raise ValueError(f"precision.algorithm: policy must be one of {', '.join(POLICIES)}; got {policy!r}")
+
+
 def _dot_precision(policy: str):
     if policy == "tf32" and jax.default_backend() == "gpu":
         return lax.DotAlgorithmPreset.TF32_TF32_F32
@@ -77,4 +90,5 @@ def dot_general(policy: str = DEFAULT) -> Callable:
     return dot
 
 
-__all__ = ["POLICIES", "CHOICES", "DEFAULT", "GPU_DEFAULT", "check", "resolve", "matmul", "dot_general"]
+__all__ = ["POLICIES", "CHOICES", "DEFAULT", "GPU_DEFAULT", "check", "resolve", "algorithm", "matmul",
+           "dot_general"]
