@@ -482,7 +482,7 @@ def run(config: Mapping[str, Any], request: Any, *, num_real: int = 2000, use_fd
         (real, real_labels), t_real = timed(lambda: reference_set(world, num_real, request.seed))
         say(f"reference: {num_real} real renders in {t_real:.1f}s")
     record: dict = {**request.record, "world": world.name, "config": dict(config), "sampler": sampler,
-                    "options": dataclasses.asdict(options), "num_samples": n,
+                    "precision": world.precision, "options": dataclasses.asdict(options), "num_samples": n,
                     "num_real": num_real if real is not None else 0, "tol": tol}
     if sweep_cfg is not None:
         n_sweep = request.num_samples or int(sweep_cfg.get("num_samples", 256))

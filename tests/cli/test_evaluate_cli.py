@@ -25,6 +25,8 @@ def test_conditions_write_results(tmp_path):
     assert [r["expr"] for r in rows] == ["background=black", "shape=circle | shape=star"]
     assert rows[0]["accuracy"] > rows[0]["base_rate"] + 0.3 and rows[0]["fd"] > 0
     assert res["environment"]["versions"]["jax"] and res["num_real"] == 100
+    from lace_jax.models import precision
+    assert res["config"]["precision"] == "auto" and res["precision"] == precision.resolve("auto")
     md = (out / "results.md").read_text()
     assert md.startswith("| expr |") and "shape=circle \\| shape=star" in md
 
