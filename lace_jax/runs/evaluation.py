@@ -176,8 +176,8 @@ def _stats_add(state: Any, feats: np.ndarray) -> Any:
 def condition_update(world: Any, expr: str, score: ConditionScore, z: np.ndarray, success: np.ndarray, *,
                      seed: int = 0, start: int = 0, nfe: Optional[np.ndarray] = None, tol: float = 0.1,
                      features: Features = None, batch: int = 256) -> ConditionScore:
-    """`score` with samples start … start+len(z)−1 of the condition `expr` (sampled with `seed`) added: their latents
-    `z`, `success` and per-sample `nfe`. Each latent and its starting latent are rendered once, in batches of
+    """`score` with samples start … start+len(z)−1 of the condition `expr` (sampled with `seed`) added: their
+    latents `z`, `success` and per-sample `nfe`. Each latent and its starting latent are rendered once, in batches of
     `batch`, and read by the judge (and the fit judge)."""
     z = np.asarray(z, np.float32)
     success = np.asarray(success, bool)
