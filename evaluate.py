@@ -13,6 +13,7 @@ sequential-editing preservation; sweeps of sampler settings.
         --fid_ref cifar10_train_stats.npz                     # LACE's CIFAR-10 FID protocol (docs/fid.md)
     python evaluate.py --fid_inception ckpt/inception --fid_images cifar10_train/ --fid_ref cifar10_train_stats.npz
                                                               # make a reference from a folder / .npz of images
+    python evaluate.py --samples_dir out/sample               # score what sample.py wrote, without sampling again
 
 Research studies run by config kind, with `--set key=value` overrides, writing into --out_dir: `diffusion_2d`
 (Du et al.'s 2-D compositions), `diffusion_latent` (w-space energy diffusion vs LACE-ODE; `--checkpoint_dir` is
@@ -25,6 +26,11 @@ penultimate features against `--num_real` real renders: `fd_matched` against the
 condition (the judge labels them; the realism of conditional samples), `fd` against all of them. Writes
 `results.json` (flags, versions, device, rows, failures, wall time) and `results.md` into --out_dir, last and
 atomically; the same functions are importable from `lace_jax.runs.evaluation`. Bad input exits with code 2 and a one-line reason.
+
+`--samples_dir DIR` scores the conditions a `sample.py` run wrote into DIR (its record names the world, the
+conditions, the seed; the latents come from its chunk files, or from samples.npz): the same rows as above, streamed
+chunk by chunk into running sums, so 100,000 samples need no more memory than 10,000 (`--fid_inception`/`--fid_ref`
+add Inception FID; `--checkpoint_dir` says where the world's weights are now).
 """
 from __future__ import annotations
 
@@ -50,6 +56,11 @@ flags.DEFINE_string("fid_ref", None, "FID reference: statistics .npz (mu, sigma;
 flags.DEFINE_string("fid_images", None, "make a reference: the statistics of this folder / uint8 .npz of images are "
                     "written to --fid_ref, and nothing is sampled")
 flags.DEFINE_integer("fid_batch", 50, "images per Inception batch")
+flags.DEFINE_string("samples_dir", None, "score the conditions a sample.py run wrote into this folder (its --out_dir) "
+                    "instead of sampling: streamed, in bounded memory")
+
+# flags that choose what to sample: meaningless with --samples_dir, whose record says what was sampled
+_SAMPLING_FLAGS = ("config", "set", "expr", "attr", "edit", "sweep", "sampler", "fid_images", "num_samples", "seed")
 
 
 def _progress(msg: str) -> None:
@@ -115,10 +126,41 @@ def _inception(cfg: dict):
                         batch_size=FLAGS.fid_batch)
 
 
+def _score_samples_dir(t_start: float) -> None:
+    """`--samples_dir`: score a sample.py output folder (`evaluation.score_samples_dir`) into --out_dir."""
+    from lace_jax.runs import evaluation, output
+
+    given = [f"--{name}" for name in _SAMPLING_FLAGS if FLAGS[name].present]
+    if given:
+        raise cli.UserError(f"--samples_dir scores what its record.json says was sampled; drop {', '.join(given)}")
+    out_dir = Path(FLAGS.out_dir)
+    if out_dir.resolve() == Path(FLAGS.samples_dir).resolve():
+        raise cli.UserError("--out_dir must not be the --samples_dir folder (results.json goes beside, not into it)")
+    try:
+        record_in = evaluation.read_sample_record(FLAGS.samples_dir)
+    except evaluation.SamplesDirError as err:
+        raise cli.UserError(str(err)) from None
+    inception = _inception(dict(record_in["config"]))
+    output.prepare_out_dir(out_dir, evaluation.OUTPUTS)
+    try:
+        record, table = evaluation.score_samples_dir(
+            FLAGS.samples_dir, num_real=FLAGS.num_real, use_fd=FLAGS.fd, tol=FLAGS.tol,
+            checkpoint_dir=FLAGS.checkpoint_dir, inception=inception, progress=_progress)
+    except evaluation.SamplesDirError as err:
+        raise cli.UserError(str(err)) from None
+    record = {"argv": sys.argv, "flags": cli_flags.flag_values(sys.argv[0]), **record}
+    evaluation.write_results(out_dir, record, table, t_start)
+    print(table, flush=True)
+    _progress(f"wrote {out_dir}/results.json and results.md ({time.time() - t_start:.1f}s)")
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise cli.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     t_start = time.time()
+    if FLAGS.samples_dir:
+        _score_samples_dir(t_start)
+        return
     cfg = cli_flags.world_config()
     kind = cfg.get("kind")
     if kind in EXPERIMENTS:

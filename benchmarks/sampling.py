@@ -47,6 +47,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lace_jax import energy as E  # noqa: E402
+from lace_jax.models import precision as MP  # noqa: E402
 from lace_jax.models import stylegan2 as S  # noqa: E402
 from lace_jax.models.classifiers import LatentClassifier, MappingW  # noqa: E402
 from lace_jax.samplers import ode, timechange  # noqa: E402
@@ -155,8 +156,10 @@ class Setup:
             self.z_all = np.random.default_rng(1234).standard_normal((max(b, 4096), 512)).astype(np.float32)
         return self.z_all[:b], (np.arange(b) % 10).astype(np.int64)
 
-    def energy(self, ys, packed=True):
+    def energy(self, ys, packed=True, policy="highest"):
         clf = self.clf if packed else self.clf_flax
+        if policy != "highest":      # the matmul precision of mapping + classifier (lace_jax.models.precision)
+            clf = clf.replace(g=clf.g.with_precision(policy)).with_precision(policy)
         return E.per_sample(lambda y: E.discrete(clf, y), ys)
 
     @functools.cached_property
@@ -485,6 +488,125 @@ def nfe_search(setup: Setup, b: int, zref: np.ndarray, reps: int, quick: bool) -
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Matmul precision of the drift (lace_jax.models.precision).
+
+def policy_peaks(n: int, reps: int = 20) -> dict:
+    """GFLOP/s (best of `reps`) of a jitted n³ matmul of float32 arrays under each policy of `precision.POLICIES`:
+    the ceiling each policy's drift can reach on this device."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
+    b = jax.random.normal(jax.random.PRNGKey(1), (n, n))
+    out = {}
+    for policy in MP.POLICIES:
+        f = jax.jit(functools.partial(MP.matmul, policy=policy))
+        jax.block_until_ready(f(a, b))
+        ts = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            jax.block_until_ready(f(a, b))
+            ts.append(time.perf_counter() - t)
+        out[policy] = dict(n=n, seconds=statistics.median(ts), best_gflops=2 * n ** 3 / min(ts) / 1e9)
+    log("matmul peak per policy", {k: round(v["best_gflops"], 1) for k, v in out.items()})
+    return out
+
+
+def precision_rows(setup: Setup, b: int, reps: int, zref: np.ndarray, best: dict, torch_cfg: dict) -> list:
+    """Every precision policy × {compat (LACE's dopri5 step for step), best} at batch b against torch + torchdiffeq
+    in LACE's setting, all interleaved in one timing loop: time, NFE, max |z − z_ref| on the reference latents
+    (z_ref: the float32 1e-6 solve), classifier accuracy (read by the float32 classifier), ratio to torch, and
+    one drift evaluation per policy (GFLOP/s). The ODE state and solver stay float32 under every policy."""
+    z0, ys = setup.latents(b)
+    jz0 = jnp.asarray(z0)
+    configs = dict(compat=dict(kind="ode", solver="dopri5", rtol=1e-3, atol=1e-3, batch_mode="joint",
+                               torchdiffeq_compat=True), best=dict(best))
+    energies = {p: setup.energy(ys, policy=p) for p in MP.POLICIES}
+    calls, outs, firsts, failed = {}, {}, {}, {}
+    for cname, cfg in configs.items():
+        opts = dict(cfg)
+        f = setup.jax_solver(opts.pop("kind", "ode"), **opts)
+        for p in MP.POLICIES:
+            key = f"{p}/{cname}"
+            call = functools.partial(lambda f, e: jax.block_until_ready(f(e, jz0)), f, energies[p])
+            try:        # a policy the backend refuses is reported, not fatal (one GPU run must give every number)
+                outs[key], firsts[key] = first_call(call)
+                calls[key] = call
+            except Exception as err:  # noqa: BLE001
+                failed[key] = f"{type(err).__name__}: {str(err)[:300]}"
+                log(f"precision {key} b{b} failed: {failed[key]}")
+    energies = {p: e for p, e in energies.items() if any(k.startswith(p + "/") for k in calls)}
+    calls["torch"] = lambda: setup.torch_solve(z0, ys, **torch_cfg)
+    tout, tfirst = first_call(calls["torch"])
+    steady = tfirst < 1.0
+    tm = interleaved(calls, reps, settle=int(steady), per_block=2 if steady else 1)
+    drift = jax.jit(lambda e, z: E.grad(e, z))
+    for e in energies.values():
+        jax.block_until_ready(drift(e, jz0))
+    td = interleaved({p: functools.partial(lambda e: jax.block_until_ready(drift(e, jz0)), e)
+                      for p, e in energies.items()}, max(reps, 15), settle=1, per_block=2)
+    flops = drift_flops_per_sample()["executed_per_eval"] * b
+    k = min(len(zref), b)
+    zt = tout[0]
+    torch_err = float(np.max(np.abs(zt[:k] - zref[:k])))
+    torch_acc = setup.accuracy(zt, ys)
+    rows = []
+    for cname in configs:
+        z_hi = np.asarray(outs[f"highest/{cname}"][0])
+        for p in MP.POLICIES:
+            key = f"{p}/{cname}"
+            if key in failed:
+                rows.append(dict(config=cname, policy=p, batch=b, algorithm=MP.algorithm(p), error=failed[key]))
+                continue
+            z, nfe = np.asarray(outs[key][0]), np.asarray(outs[key][1])
+            r = dict(config=cname, policy=p, batch=b, algorithm=MP.algorithm(p), jax_options=configs[cname],
+                     jax_s=tm[key]["median"],
+                     jax_compile_s=max(firsts[key] - tm[key]["median"], 0.0), jax_nfe=int(nfe.max()),
+                     jax_nfe_mean=float(nfe.mean()), jax_err_max=float(np.nanmax(np.abs(z[:k] - zref[:k]))),
+                     jax_acc=setup.accuracy(z, ys), jax_failed=int((~np.isfinite(z).all(axis=1)).sum()),
+                     max_diff_vs_highest=float(np.nanmax(np.abs(z - z_hi))),
+                     torch_s=tm["torch"]["median"], torch_nfe=int(tout[1]), torch_err_max=torch_err,
+                     torch_acc=torch_acc, drift_s=td[p]["median"], drift_gflops=flops / td[p]["median"] / 1e9,
+                     timing="steady (1 untimed + 2 timed calls per turn)" if steady else "alternating")
+            r["ratio"] = r["torch_s"] / r["jax_s"]
+            r["speedup_vs_highest"] = tm[f"highest/{cname}"]["median"] / r["jax_s"]
+            r["meets_lace_error"] = bool(r["jax_err_max"] <= PRECISION_ERR_SLACK * torch_err and r["jax_failed"] == 0)
+            rows.append(r)
+            log(json.dumps({k2: (round(v, 5) if isinstance(v, float) else v) for k2, v in r.items()
+                            if k2 != "jax_options"}))
+    return rows
+
+
+# "at LACE's error": at most this factor of torch's final-latent error (the compat controller is LACE's algorithm
+# and lands within ±1 % of torch's error by float rounding alone), and at most this much lower classifier accuracy
+# (random weights: accuracy is a weak signal here)
+PRECISION_ERR_SLACK = 1.02
+PRECISION_ACC_SLACK = 0.01
+
+
+def precision_pick(rows: list) -> dict | None:
+    """The fastest (policy, config) whose final-latent error is at LACE's (`meets_lace_error`) and whose classifier
+    accuracy is at least LACE's − PRECISION_ACC_SLACK; a policy that runs the same program as `highest` on this
+    backend (tf32 without TF32 units) is not a candidate. None if none qualifies."""
+    f32 = MP.algorithm("highest")
+    ok = [r for r in rows if "error" not in r and r["meets_lace_error"]
+          and r["jax_acc"] >= r["torch_acc"] - PRECISION_ACC_SLACK
+          and (r["policy"] == "highest" or r["algorithm"] != f32)]
+    if not ok:
+        return None
+    r = max(ok, key=lambda r: r["ratio"])
+    return dict(policy=r["policy"], config=r["config"], ratio=round(r["ratio"], 3), jax_s=r["jax_s"],
+                err=r["jax_err_max"], lace_err=r["torch_err_max"], acc=r["jax_acc"], lace_acc=r["torch_acc"])
+
+
+class _AllBut:
+    """`--only`: every section name is "skipped" except these."""
+
+    def __init__(self, keep):
+        self.keep = set(keep)
+
+    def __contains__(self, name):
+        return name not in self.keep
+
+
+# ----------------------------------------------------------------------------------------------------------------
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -501,8 +623,14 @@ def main(argv=None):
     ap.add_argument("--torch-threads", type=str, default="auto", help="'auto' (faster of 1 and all cores) or N")
     ap.add_argument("--skip", type=str, nargs="*", default=[],
                     help="sections to skip: compat best joint_vs_independent euler render search drift packing "
-                         "bf16")
+                         "bf16 precision")
+    ap.add_argument("--only", type=str, nargs="*", default=None,
+                    help="run only these sections (e.g. --only precision); overrides --skip")
+    ap.add_argument("--precision-batches", type=int, nargs="*", default=None,
+                    help="batch sizes of the precision section (default: 8 64 with --quick, else 512 4096)")
     args = ap.parse_args(argv)
+    if args.only is not None:
+        args.skip = _AllBut(args.only)
     import torch
 
     quick = args.quick
@@ -517,9 +645,9 @@ def main(argv=None):
     n_ref = 8 if quick else 64
     zref = reference(setup, n_ref)
     results = dict(compat=[], best=[], joint_vs_independent=[], euler=[], render=[], search=[], drift=[],
-                   packing=[])
+                   packing=[], precision=[])
     lace_torch = dict(method="dopri5", rtol=1e-3, atol=1e-3)
-    state = dict(best=None, bf16=None, search_pick=None)
+    state = dict(best=None, bf16=None, search_pick=None, policy_peaks=None)
 
     def emit(final=False):
         summary = summarise(results, flops, peak, state["bf16"])
@@ -531,7 +659,9 @@ def main(argv=None):
                        c="zeros [B, 10] (as LACE's CIFAR-10 sampling)", mapping="8 layers, lr multiplier 0.01",
                        latents="N(0, I), seed 1234; targets y = i mod 10", reference_latents=n_ref,
                        best_default=state["best"], search_pick=state["search_pick"]),
-                   flops=flops, matmul_peak=peak, matmul_peak_bf16=state["bf16"], **summary, results=results,
+                   flops=flops, matmul_peak=peak, matmul_peak_bf16=state["bf16"],
+                   matmul_peak_per_policy=state["policy_peaks"], torch_matmul=torch_matmul_settings(torch),
+                   **summary, results=results,
                    wall_s=time.time() - t_start)
         if args.out:
             Path(args.out).write_text(json.dumps(doc, indent=1, default=float) + "\n")
@@ -575,6 +705,11 @@ def main(argv=None):
         for b in ([1, 8, 64] if quick else [1, 8, 64, 512]):
             results["packing"].append(packing(setup, b, reps))
         emit()
+    if "precision" not in args.skip:
+        state["policy_peaks"] = policy_peaks(1024 if quick else 2048)
+        for b in args.precision_batches or ([8, 64] if quick else [512, 4096]):
+            results["precision"] += precision_rows(setup, b, reps, zref, best, lace_torch)
+            emit()
     if "euler" not in args.skip:
         for b in ([8] if quick else [1, 64, 512]):
             results["euler"].append(compare(setup, b, dict(kind="ode", solver="euler", step_size=0.01,
@@ -629,6 +764,22 @@ def summarise(results, flops, peak, bf16) -> dict:
         out[f"ratio_packing_compat_b{r['batch']}"] = round(r["ratio_compat"], 3)
     if bf16:
         out["ratio_matmul_bf16_over_f32"] = round(bf16["best_gflops"] / peak["best_gflops"], 3)
+    for r in results.get("precision", []):
+        if "ratio" in r:
+            out[f"ratio_precision_{r['policy']}_{r['config']}_b{r['batch']}"] = round(r["ratio"], 3)
+    for b in sorted({r["batch"] for r in results.get("precision", [])}):
+        out[f"precision_pick_b{b}"] = precision_pick([r for r in results["precision"] if r["batch"] == b])
+    return out
+
+
+def torch_matmul_settings(torch) -> dict:
+    """Whether torch's float32 matmuls may use TF32 (its default on CUDA: no): what the torch side computes in."""
+    out = {}
+    try:
+        out["float32_matmul_precision"] = torch.get_float32_matmul_precision()
+        out["cuda_matmul_allow_tf32"] = bool(torch.backends.cuda.matmul.allow_tf32)
+    except Exception:  # noqa: BLE001 - informational only
+        pass
     return out
 
 
@@ -699,9 +850,27 @@ def markdown(doc) -> str:
         for r in doc["results"]["drift"]:
             L.append(f"| {r['batch']} | {f(r['grad_of_sum_s'])} | {f(r['vmap_grad_s'])} | {f(r['torch_s'])} | "
                      f"{r['grad_of_sum_gflops']:.1f} | {r['torch_gflops']:.1f} |")
+    if doc["results"].get("precision"):
+        L.append("\n### precision (matmul policy of mapping + classifier; ODE state and solver float32)\n")
+        L.append("| policy | config | batch | JAX s | torch s | torch/JAX | vs highest | NFE | err JAX | err LACE | "
+                 "acc JAX | acc LACE | max diff vs highest | drift GFLOP/s | meets LACE err |")
+        L.append("|" + "---|" * 15)
+        for r in doc["results"]["precision"]:
+            if "error" in r:
+                L.append(f"| {r['policy']} | {r['config']} | {r['batch']} | failed: {r['error'][:80]} |")
+                continue
+            L.append(f"| {r['policy']} ({r['algorithm']}) | {r['config']} | {r['batch']} | {f(r['jax_s'])} | "
+                     f"{f(r['torch_s'])} | "
+                     f"{r['ratio']:.2f} | {r['speedup_vs_highest']:.2f} | {r['jax_nfe']} | {f(r['jax_err_max'])} | "
+                     f"{f(r['torch_err_max'])} | {r['jax_acc']:.3f} | {r['torch_acc']:.3f} | "
+                     f"{f(r['max_diff_vs_highest'])} | {r['drift_gflops']:.1f} | {r['meets_lace_error']} |")
+        if doc.get("matmul_peak_per_policy"):
+            L.append("\nMatmul peak per policy (GFLOP/s): " + ", ".join(
+                f"{k} {v['best_gflops']:.1f}" for k, v in doc["matmul_peak_per_policy"].items()) + ".\n")
     L.append("\n### ratios\n")
     L.append("```json\n" + json.dumps({k: v for k, v in doc.items() if k.startswith(("ratio_", "drift_", "solve_",
-                                                                                      "nfe_"))}, indent=1) + "\n```\n")
+                                                                                      "nfe_", "precision_pick"))},
+                                      indent=1) + "\n```\n")
     return "\n".join(L) + "\n"
 
 

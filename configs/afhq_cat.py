@@ -32,6 +32,9 @@ def get_config() -> dict:
         "t_end": 1e-3,
         "dis_temp": 0.7,
         "noise_mode": "const",
+        # matmul precision of the drift (mapping + latent classifiers): highest | tf32 | bf16 | auto (highest on
+        # CPU, the measured pick on a GPU; lace_jax/models/precision.py, docs/performance.md)
+        "precision": "auto",
         "use_attributes": ["breeds", "haircolor", "moods", "age"],
         "attributes": {name: {"kind": "discrete", "classes": classes, "checkpoint": name,
                               "source": f"best_valid_ckpt_{name}.pt"} for name, classes in AFHQ_CAT_CLASSES.items()},

@@ -24,6 +24,9 @@ def get_config() -> dict:
         "t_end": 0.0,
         "dis_temp": 1.0,
         "noise_mode": "const",
+        # matmul precision of the drift (mapping + latent classifiers): highest | tf32 | bf16 | auto (highest on
+        # CPU, the measured pick on a GPU; lace_jax/models/precision.py, docs/performance.md)
+        "precision": "auto",
         "use_attributes": ["label"],
         "attributes": {
             "label": {"kind": "discrete", "classes": CIFAR10_CLASSES, "checkpoint": "label",

@@ -37,6 +37,9 @@ def get_config() -> dict:
         "t_end": 1e-3,
         "dis_temp": 1.0,
         "noise_mode": "const",
+        # matmul precision of the drift (mapping + latent classifiers): highest | tf32 | bf16 | auto (highest on
+        # CPU, the measured pick on a GPU; lace_jax/models/precision.py, docs/performance.md)
+        "precision": "auto",
         "use_attributes": ["glasses", "yaw", "age", "smile"],
         "attributes": attributes,
         "sampler": {"name": "ode", "solver": "dopri5", "rtol": 1e-3, "atol": 1e-3, "batch_mode": "joint"},

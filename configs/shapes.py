@@ -27,6 +27,9 @@ def get_config() -> dict:
         # 'lace' = LACE's bounded scaled NOT and 'plain' = −E on this model)
         "not_op": "complement",
         "noise_mode": "const",
+        # matmul precision of the drift (mapping + latent classifiers): highest | tf32 | bf16 | auto (highest on
+        # CPU, the measured pick on a GPU; lace_jax/models/precision.py, docs/performance.md)
+        "precision": "auto",
         "sampler": {"name": "ode", "solver": "dopri5", "rtol": 1e-3, "atol": 1e-3, "batch_mode": "independent"},
         "sgld": {"num_steps": 100, "step_size": 1e-2, "noise_scale": 1e-2},
         "expr": "shape=circle",

@@ -31,6 +31,7 @@ import numpy as np
 from jax import lax
 
 from lace_jax.models import packed as P
+from lace_jax.models import precision as _precision
 from lace_jax.models import stylegan2
 
 LAYOUTS = ("linear", "heads")
@@ -46,12 +47,13 @@ def dense_embedder_dims(input_dim: int, up_dim: int, depth: int = 4) -> tuple[in
 class DenseEmbedder(nn.Module):
     """LACE `DenseEmbedder` (norm None): `x [..., dims[0]]` → logits `[..., num_classes]` (layout 'linear') or a
     tuple of per-head arrays `[..., n_k]` (layout 'heads', `num_classes_list`). Exactly one of `num_classes` and
-    `num_classes_list` is set."""
+    `num_classes_list` is set. `precision`: the matmul policy (`lace_jax.models.precision`; float32 results)."""
 
     dims: tuple[int, ...]
     num_classes: int | None = None
     num_classes_list: tuple[int, ...] | None = None
     negative_slope: float = 0.2
+    precision: str = _precision.DEFAULT
 
     @property
     def layout(self) -> str:
@@ -67,14 +69,16 @@ class DenseEmbedder(nn.Module):
         if x.shape[-1] != self.dims[0]:
             raise ValueError(f"DenseEmbedder: input has {x.shape[-1]} features (shape {x.shape}), "
                              f"expected {self.dims[0]}")
-        hp = lax.Precision.HIGHEST
+        kw = dict(precision=lax.Precision.HIGHEST)
+        if self.precision != _precision.DEFAULT:
+            kw = dict(dot_general=_precision.dot_general(self.precision))
         for l, out in enumerate(self.dims[1:]):
-            x = nn.Dense(int(out), precision=hp, name=f"net_{l}")(x)
+            x = nn.Dense(int(out), name=f"net_{l}", **kw)(x)
             x = nn.leaky_relu(x, self.negative_slope)
         if self.num_classes_list is None:
-            return nn.Dense(int(self.num_classes), precision=hp, name="linear")(x)
+            return nn.Dense(int(self.num_classes), name="linear", **kw)(x)
         sizes = tuple(int(n) for n in self.num_classes_list)
-        out = nn.Dense(sum(sizes), precision=hp, name="heads")(x)
+        out = nn.Dense(sum(sizes), name="heads", **kw)(x)
         splits = np.cumsum(sizes)[:-1].tolist()
         return tuple(jnp.split(out, splits, axis=-1))
 
@@ -97,7 +101,8 @@ class LatentClassifier:
 
     `create` also stores contiguous transposes of the kernels (`packed`, see `lace_jax.models.packed`: the same
     function with faster small-batch kernels in the sampler's loop); `packed=None` runs the flax module on
-    `variables`. Replacing `variables` by hand needs a new `create`."""
+    `variables`. Replacing `variables` by hand needs a new `create`. `precision` (static): the matmul policy of
+    its layers (`lace_jax.models.precision`: highest, tf32, bf16); `g`'s own precision is `g`'s."""
 
     variables: Any
     g: Any = None
@@ -106,18 +111,29 @@ class LatentClassifier:
     num_classes_list: tuple[int, ...] | None = flax.struct.field(pytree_node=False, default=None)
     head: int | None = flax.struct.field(pytree_node=False, default=None)
     packed: Any = None
+    precision: str = flax.struct.field(pytree_node=False, default=_precision.DEFAULT)
 
     @classmethod
     def create(cls, config: Mapping[str, Any], variables: Any, g: Any = None,
-               head: int | None = None, pack: bool = True) -> "LatentClassifier":
+               head: int | None = None, pack: bool = True, precision: str = _precision.DEFAULT
+               ) -> "LatentClassifier":
         ncl = config.get("num_classes_list")
         clf = cls(variables=variables, g=g, dims=tuple(int(d) for d in config["dims"]),
                   num_classes=config.get("num_classes"),
                   num_classes_list=None if ncl is None else tuple(int(n) for n in ncl), head=head)
+        clf = clf.with_precision(precision)
         return clf.replace(packed=P.pack_embedder(variables, clf._layer_names())) if pack else clf
 
+    def with_precision(self, precision: str) -> "LatentClassifier":
+        """The same classifier with its layers' matmuls under `precision` (one of `precision.POLICIES`)."""
+        if precision not in _precision.POLICIES:
+            raise ValueError(f"LatentClassifier: precision must be one of {', '.join(_precision.POLICIES)}; "
+                             f"got {precision!r}")
+        return self.replace(precision=precision)
+
     def module(self) -> DenseEmbedder:
-        return DenseEmbedder(dims=self.dims, num_classes=self.num_classes, num_classes_list=self.num_classes_list)
+        return DenseEmbedder(dims=self.dims, num_classes=self.num_classes, num_classes_list=self.num_classes_list,
+                             precision=self.precision)
 
     def select(self, head: int | None) -> "LatentClassifier":
         """The same classifier returning only head `head`."""
@@ -133,7 +149,8 @@ class LatentClassifier:
         if x.shape[-1] != self.dims[0]:
             raise ValueError(f"DenseEmbedder: input has {x.shape[-1]} features (shape {x.shape}), "
                              f"expected {self.dims[0]}")
-        out = P.apply_embedder(self.variables, self.packed, self._layer_names(), x, self.module().negative_slope)
+        out = P.apply_embedder(self.variables, self.packed, self._layer_names(), x, self.module().negative_slope,
+                               policy=self.precision)
         if self.num_classes_list is None:
             return out
         splits = np.cumsum(self.num_classes_list)[:-1].tolist()
@@ -173,17 +190,19 @@ class ProductOfExperts:
 class MappingW:
     """LACE's `z → w` on a single latent `z[z_dim]`: the StyleGAN2 mapping (no broadcast), truncated towards
     `w_avg` with ψ (ada: lerp; rosinality: `tl + ψ(w − tl)`), with class conditioning `c[c_dim]` for conditional
-    generators (LACE CIFAR-10 passes zeros). `variables` needs only the mapping parts."""
+    generators (LACE CIFAR-10 passes zeros). `variables` needs only the mapping parts. `precision` (static): the
+    matmul policy of the mapping's layers (`lace_jax.models.precision`; the label's branch stays float32)."""
 
     variables: Any
     c: Any = None
     truncation_psi: Any = 1.0
     config: stylegan2.StyleGAN2Config = flax.struct.field(pytree_node=False, default=None)
     packed: Any = None
+    precision: str = flax.struct.field(pytree_node=False, default=_precision.DEFAULT)
 
     @classmethod
     def create(cls, config: stylegan2.StyleGAN2Config, variables: Mapping, *, c: Any = None,
-               truncation_psi: float = 1.0, pack: bool = True) -> "MappingW":
+               truncation_psi: float = 1.0, pack: bool = True, precision: str = _precision.DEFAULT) -> "MappingW":
         """`pack=True` (default) also builds `lace_jax.models.packed.pack_mapping` (gains applied, the fixed
         label's branch folded into the first bias, both weight layouts), which `__call__` then uses."""
         sub = {col: {"mapping": tree["mapping"]} for col, tree in variables.items()
@@ -198,7 +217,14 @@ class MappingW:
             raise ValueError("MappingW: c given, but the generator is unconditional (c_dim = 0)")
         packed = P.pack_mapping(config, sub, c) if pack and config.z_dim > 0 else None
         return cls(variables=sub, c=c, truncation_psi=jnp.asarray(truncation_psi, jnp.float32), config=config,
-                   packed=packed)
+                   packed=packed).with_precision(precision)
+
+    def with_precision(self, precision: str) -> "MappingW":
+        """The same map with the mapping's matmuls under `precision` (one of `precision.POLICIES`)."""
+        if precision not in _precision.POLICIES:
+            raise ValueError(f"MappingW: precision must be one of {', '.join(_precision.POLICIES)}; "
+                             f"got {precision!r}")
+        return self.replace(precision=precision)
 
     def __call__(self, z: jax.Array) -> jax.Array:
         if z.ndim != 1:
@@ -206,9 +232,11 @@ class MappingW:
                              "(batch with jax.vmap)")
         if self.packed is not None:
             return P.apply_mapping(self.packed, z, activation=self.config.mapping_activation,
-                                   truncation_psi=self.truncation_psi, variant=self.config.variant)
+                                   truncation_psi=self.truncation_psi, variant=self.config.variant,
+                                   policy=self.precision)
         c = None if self.c is None else self.c[None]
-        return stylegan2.mapping_w(self.config, self.variables, z[None], c, truncation_psi=self.truncation_psi)[0]
+        return stylegan2.mapping_w(self.config, self.variables, z[None], c, truncation_psi=self.truncation_psi,
+                                   precision=self.precision)[0]
 
 
 def dense_embedder_apply(config: Mapping[str, Any], variables: Any, x: jax.Array):

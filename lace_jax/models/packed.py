@@ -16,6 +16,8 @@ contiguous copy `wt [out, in]`, and a custom VJP forms the forward product as `x
 (which would turn it into an output fusion with a materialised transpose). For larger batches (and on other
 backends) the barrier only blocks useful fusion, so a batching rule picks the
 plain `x · w` / `g · wᵀ` there: the batch size is only known to the vmap rule, since energies are per-sample.
+Every product runs under a matmul precision policy (`lace_jax.models.precision`: highest, tf32, bf16; a static
+argument, float32 results), one custom-VJP function per policy.
 
 The packed forms are pytrees of arrays (architecture static), so jitted samplers take them as arguments like the
 flax variables; `MappingW` and `LatentClassifier` build and use them by default. Build them outside `jax.jit`:
@@ -30,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from lace_jax.models import ops
+from lace_jax.models import ops, precision
 from lace_jax.models.stylegan2 import truncate
 
 _HP = lax.Precision.HIGHEST
@@ -59,22 +61,26 @@ def make_dense(w: Any, b: Any) -> Dense:
 SMALL_BATCH = 2
 
 
-def _fwd_small(x, w, wt):
-    # x · wtᵀ as XLA:CPU's "copy-dot" loop fusion, split across the cores and reading wt row by row; the barrier
-    # keeps the bias add from turning it into an output fusion, which would materialise the transpose instead
-    return lax.optimization_barrier(jnp.matmul(x, wt.T, precision=_HP))
+def _kernels(policy: str):
+    """The four products of `affine` under a matmul precision policy (`lace_jax.models.precision`)."""
+    def mm(a, b):
+        return precision.matmul(a, b, policy)
 
+    def fwd_small(x, w, wt):
+        # x · wtᵀ as XLA:CPU's "copy-dot" loop fusion, split across the cores and reading wt row by row; the
+        # barrier keeps the bias add from turning it into an output fusion, which would materialise the transpose
+        return lax.optimization_barrier(mm(x, wt.T))
 
-def _bwd_small(g, w, wt):
-    return lax.optimization_barrier(jnp.matmul(g, w.T, precision=_HP))
+    def bwd_small(g, w, wt):
+        return lax.optimization_barrier(mm(g, w.T))
 
+    def fwd_large(x, w, wt):
+        return mm(x, w)
 
-def _fwd_large(x, w, wt):
-    return jnp.matmul(x, w, precision=_HP)
+    def bwd_large(g, w, wt):
+        return mm(g, w.T)
 
-
-def _bwd_large(g, w, wt):
-    return jnp.matmul(g, w.T, precision=_HP)
+    return mm, fwd_small, bwd_small, fwd_large, bwd_large
 
 
 def _by_batch(small, large):
@@ -95,40 +101,52 @@ def _by_batch(small, large):
     return f
 
 
-_fwd = _by_batch(_fwd_small, _fwd_large)
-_bwd = _by_batch(_bwd_small, _bwd_large)
+def _make_affine(policy: str):
+    mm, fwd_small, bwd_small, fwd_large, bwd_large = _kernels(policy)
+    fwd = _by_batch(fwd_small, fwd_large)
+    bwd = _by_batch(bwd_small, bwd_large)
+
+    @jax.custom_vjp
+    def affine_(x, w, wt):
+        return mm(x, w)
+
+    def affine_fwd(x, w, wt):
+        return fwd(x, w, wt), (x, w, wt)
+
+    def affine_bwd(res, g):
+        x, w, wt = res
+        dx = bwd(g, w, wt)
+        xs = x.reshape(-1, x.shape[-1])
+        gs = g.reshape(-1, g.shape[-1])
+        dwt = mm(gs.T, xs)                                 # dL/dw, transposed: it lands on wt
+        return dx, jnp.zeros_like(w), dwt
+
+    affine_.defvjp(affine_fwd, affine_bwd)
+    return affine_
 
 
-@jax.custom_vjp
-def _affine(x: jax.Array, w: jax.Array, wt: jax.Array) -> jax.Array:
-    return jnp.matmul(x, w, precision=_HP)
+# one custom-VJP product per policy, built once (the policy is static: each compiles its own program)
+_AFFINE = {policy: _make_affine(policy) for policy in precision.POLICIES}
 
 
-def _affine_fwd(x, w, wt):
-    return _fwd(x, w, wt), (x, w, wt)
+def _affine_for(policy: str):
+    try:
+        return _AFFINE[policy]
+    except KeyError:
+        raise ValueError(f"packed: precision must be one of {', '.join(precision.POLICIES)}; got {policy!r}") \
+            from None
 
 
-def _affine_bwd(res, g):
-    x, w, wt = res
-    dx = _bwd(g, w, wt)
-    xs = x.reshape(-1, x.shape[-1])
-    gs = g.reshape(-1, g.shape[-1])
-    dwt = jnp.matmul(gs.T, xs, precision=_HP)             # dL/dw, transposed: it lands on wt
-    return dx, jnp.zeros_like(w), dwt
-
-
-_affine.defvjp(_affine_fwd, _affine_bwd)
-
-
-def affine(x: jax.Array, w: jax.Array, wt: jax.Array) -> jax.Array:
+def affine(x: jax.Array, w: jax.Array, wt: jax.Array, policy: str = precision.DEFAULT) -> jax.Array:
     """`x · w` for `x [..., in]`, `w [in, out]` and `wt == w.T` as a contiguous array, with the batch-size-chosen
-    kernels. Differentiable in `x` and in the weights (the weight gradient lands on `wt`; `w`'s is zero)."""
-    return _affine(x, w, wt)
+    kernels and the matmul precision `policy` (`lace_jax.models.precision`; float32 result). Differentiable in `x`
+    and in the weights (the weight gradient lands on `wt`; `w`'s is zero)."""
+    return _affine_for(policy)(x, w, wt)
 
 
-def dense(layer: Dense, x: jax.Array) -> jax.Array:
+def dense(layer: Dense, x: jax.Array, policy: str = precision.DEFAULT) -> jax.Array:
     """`x · w + b` for `x [..., in]` (see `affine`)."""
-    return _affine(x, layer.w, layer.wt) + layer.b
+    return affine(x, layer.w, layer.wt, policy) + layer.b
 
 
 class PackedMapping(NamedTuple):
@@ -168,11 +186,13 @@ def pack_mapping(config: Any, variables: Mapping, c: Any = None) -> PackedMappin
 
 
 def apply_mapping(packed: PackedMapping, z: jax.Array, *, activation: str = "lrelu",
-                  truncation_psi: Any = 1.0, variant: str = "ada") -> jax.Array:
-    """`z [..., z_dim] → w [..., w_dim]`, equal to `stylegan2.mapping_w` with the packed label."""
+                  truncation_psi: Any = 1.0, variant: str = "ada", policy: str = precision.DEFAULT) -> jax.Array:
+    """`z [..., z_dim] → w [..., w_dim]`, equal to `stylegan2.mapping_w` with the packed label; the layers'
+    products under the matmul precision `policy` (the label's branch was folded at float32)."""
+    mm = _affine_for(policy)
     x = ops.normalize_2nd_moment(z.astype(jnp.float32))
     for layer in packed.layers:
-        x = ops.bias_act(_affine(x, layer.w, layer.wt), layer.b, act=activation)
+        x = ops.bias_act(mm(x, layer.w, layer.wt), layer.b, act=activation)
     return truncate(x, packed.w_avg, truncation_psi, variant=variant)
 
 
@@ -196,12 +216,13 @@ def pack_embedder(variables: Mapping, names: tuple[str, ...]) -> tuple[jax.Array
 
 
 def apply_embedder(variables: Mapping, wts: tuple[jax.Array, ...], names: tuple[str, ...], x: jax.Array,
-                   negative_slope: float = 0.2) -> jax.Array:
+                   negative_slope: float = 0.2, policy: str = precision.DEFAULT) -> jax.Array:
     """A `DenseEmbedder`'s forward pass (hidden layers with LeakyReLU(negative_slope), then the last affine layer,
-    all outputs unsplit) with `affine`'s kernels."""
+    all outputs unsplit) with `affine`'s kernels under the matmul precision `policy`."""
     p = variables["params"]
+    mm = _affine_for(policy)
     for i, (n, wt) in enumerate(zip(names, wts)):
-        x = affine(x, p[n]["kernel"], wt) + p[n]["bias"]
+        x = mm(x, p[n]["kernel"], wt) + p[n]["bias"]
         if i < len(names) - 1:
             x = jax.nn.leaky_relu(x, negative_slope)
     return x

@@ -43,6 +43,7 @@ import numpy as np
 from jax import lax
 
 from lace_jax.models import ops
+from lace_jax.models import precision as _policy
 
 NOISE_MODES = ("const", "random", "none")
 ARCHITECTURES = ("orig", "skip", "resnet")
@@ -138,12 +139,14 @@ def _precision(dtype) -> lax.Precision:
 
 class FullyConnected(nn.Module):
     """Equalised-lr dense layer (ada `FullyConnectedLayer`, rosinality `EqualLinear`): raw weight ~ N(0,1)/lr,
-    used as `weight · lr/√in`, bias · lr, then `bias_act`."""
+    used as `weight · lr/√in`, bias · lr, then `bias_act`. `precision`: the matmul policy
+    (`lace_jax.models.precision`; float32 result)."""
 
     features: int
     activation: str = "linear"
     lr_multiplier: float = 1.0
     bias_init: float = 0.0
+    precision: str = "highest"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -153,16 +156,18 @@ class FullyConnected(nn.Module):
         bias = self.param("bias", lambda k, s: jnp.full(s, self.bias_init, jnp.float32), (self.features,))
         w = weight * jnp.float32(lr / np.sqrt(fan_in))
         b = bias * jnp.float32(lr) if lr != 1 else bias
-        y = jnp.matmul(x, w, precision=lax.Precision.HIGHEST)
+        y = _policy.matmul(x, w, self.precision)
         if self.activation == "linear":
             return y + b
         return ops.bias_act(y, b, act=self.activation)
 
 
 class MappingNetwork(nn.Module):
-    """z [B, z_dim] (+ c [B, c_dim]) → ws [B, num_ws, w_dim], with truncation towards `buffers/w_avg`."""
+    """z [B, z_dim] (+ c [B, c_dim]) → ws [B, num_ws, w_dim], with truncation towards `buffers/w_avg`.
+    `precision`: the matmul policy of the fc layers (the label embedding stays float32)."""
 
     config: StyleGAN2Config
+    precision: str = "highest"
 
     @nn.compact
     def __call__(self, z: jax.Array | None, c: jax.Array | None = None, truncation_psi: float | jax.Array = 1.0,
@@ -187,7 +192,7 @@ class MappingNetwork(nn.Module):
         for idx in range(cfg.mapping_layers):
             out = cfg.w_dim if idx == cfg.mapping_layers - 1 else layer_features
             x = FullyConnected(out, activation=cfg.mapping_activation, lr_multiplier=cfg.lr_multiplier,
-                               name=f"fc{idx}")(x)
+                               precision=self.precision, name=f"fc{idx}")(x)
             self.sow("intermediates", f"fc{idx}_out", x)
         w_avg = self.variable("buffers", "w_avg", lambda: jnp.zeros((cfg.w_dim,), jnp.float32))
         if not broadcast:
@@ -497,8 +502,12 @@ def mapping(config: StyleGAN2Config, variables: Mapping, z: jax.Array | None, c:
 
 
 def mapping_w(config: StyleGAN2Config, variables: Mapping, z: jax.Array | None, c: jax.Array | None = None, *,
-              truncation_psi: float | jax.Array = 1.0) -> jax.Array:
-    """z → a single w [B, w_dim] (no broadcast; truncation on all of it): LACE's `z → w` map."""
+              truncation_psi: float | jax.Array = 1.0, precision: str = "highest") -> jax.Array:
+    """z → a single w [B, w_dim] (no broadcast; truncation on all of it): LACE's `z → w` map; `precision`: the fc
+    layers' matmul policy (`lace_jax.models.precision`)."""
+    if precision != "highest":
+        sub = {col: tree["mapping"] for col, tree in _sub(variables, "mapping").items()}
+        return MappingNetwork(config, precision=precision).apply(sub, z, c, truncation_psi, None, False)
     return Generator(config).apply(_sub(variables, "mapping"), z, c, truncation_psi, None, False,
                                    method=lambda m, *a: m.mapping(*a))
 

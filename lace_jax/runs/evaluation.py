@@ -20,8 +20,10 @@ images (user LACE worlds) take a reference sample set instead (`reference_featur
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
+from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
 import jax
@@ -120,11 +122,16 @@ def fd(features_a: np.ndarray, features_b: np.ndarray) -> float:
 # --------------------------------------------------------------------------------------------------------------
 # Conditional sampling
 
-def start_latents(world: Any, num: int, seed: int) -> np.ndarray:
-    """The N(0, I) starts `dispatch.sampler_fn` draws for samples 0 … num−1 of `seed` (the unconditional set)."""
-    keys = jax.vmap(lambda i: chunks.sample_key(seed, i))(jnp.arange(num))
-    return np.asarray(jax.vmap(
-        lambda k: jax.random.normal(jax.random.split(k)[0], (world.latent_dim,), jnp.float32))(keys))
+def start_latents(world: Any, num: int, seed: int, start: int = 0) -> np.ndarray:
+    """The N(0, I) starts `dispatch.sampler_fn` draws for samples start … start+num−1 of `seed` (the unconditional
+    set)."""
+    return np.asarray(_start_latents(np.uint32(seed), np.int32(start), int(num), int(world.latent_dim)))
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _start_latents(seed, start, num: int, dim: int):
+    keys = jax.vmap(lambda i: chunks.sample_key(seed, i))(start + jnp.arange(num))
+    return jax.vmap(lambda k: jax.random.normal(jax.random.split(k)[0], (dim,), jnp.float32))(keys)
 
 
 def fit_satisfied(world: Any, expr: str, images: np.ndarray, ok: np.ndarray, tol: float = 0.1
@@ -137,6 +144,105 @@ def fit_satisfied(world: Any, expr: str, images: np.ndarray, ok: np.ndarray, tol
     return sat & realistic, realistic
 
 
+class ConditionScore(NamedTuple):
+    """Running sums of one condition's scores: counts, NFE sum, and streaming Gaussian statistics
+    (`metrics.fid.StatsState`) of the judge features of the successful samples and of their starting latents'
+    images. Its size does not depend on how many samples were added (`condition_update`), so any number of samples
+    is scored in the memory of one batch."""
+    num: int = 0                     # samples added
+    num_ok: int = 0                  # successful solves
+    sat: int = 0                     # satisfied by the judge and successful
+    base: int = 0                    # starting latents' images satisfying the condition
+    atoms: tuple = ()                # ((name=value, satisfied and successful), ...)
+    fit_sat: int = 0                 # the fit judge's counts (worlds with one)
+    base_fit: int = 0
+    realistic: int = 0
+    base_realistic: int = 0
+    nfe_sum: float = 0.0             # over successful samples
+    nfe_num: int = 0
+    gen: Any = None                  # StatsState of the successful samples' features (None before any)
+    base_feats: Any = None           # StatsState of the starting latents' features
+
+
+def _stats_add(state: Any, feats: np.ndarray) -> Any:
+    from lace_jax.metrics import fid
+
+    feats = feats[np.all(np.isfinite(feats), axis=1)]       # as `fd`: rows with NaN never count
+    if state is None:
+        state = fid.stats_init(feats.shape[1])
+    return fid.stats_update(state, feats)
+
+
+def condition_update(world: Any, expr: str, score: ConditionScore, z: np.ndarray, success: np.ndarray, *,
+                     seed: int = 0, start: int = 0, nfe: Optional[np.ndarray] = None, tol: float = 0.1,
+                     features: Features = None, batch: int = 256) -> ConditionScore:
+    """`score` with samples start … start+len(z)−1 of the condition `expr` (sampled with `seed`) added: their
+    latents `z`, `success` and per-sample `nfe`. Each latent and its starting latent are rendered once, in batches of
+    `batch`, and read by the judge (and the fit judge)."""
+    z = np.asarray(z, np.float32)
+    success = np.asarray(success, bool)
+    for i in range(0, len(z), batch):
+        zb, ok = z[i:i + batch], success[i:i + batch]
+        images = workflow.render(world, zb, batch=batch)            # rendered once, read by both judges
+        labels, feats = workflow.judge(world, images, features=features)
+        sat, per_atom = judge_satisfied(expr, world.attributes, labels, tol)
+        base_images = workflow.render(world, start_latents(world, len(zb), seed, start + i), batch=batch)
+        base_labels, base_feats = workflow.judge(world, base_images, features=features)
+        base, _ = judge_satisfied(expr, world.attributes, base_labels, tol)
+        atoms = dict(score.atoms)
+        for k, v in per_atom.items():
+            atoms[k] = atoms.get(k, 0) + int((v & ok).sum())
+        upd = dict(num=score.num + len(zb), num_ok=score.num_ok + int(ok.sum()), sat=score.sat + int((sat & ok).sum()),
+                   base=score.base + int(base.sum()), atoms=tuple(atoms.items()),
+                   gen=_stats_add(score.gen, feats[ok]), base_feats=_stats_add(score.base_feats, base_feats))
+        if world.fit_judge is not None:
+            fit_sat, realistic = fit_satisfied(world, expr, images, ok, tol)
+            base_sat, base_real = fit_satisfied(world, expr, base_images, np.ones(len(zb), bool), tol)
+            upd.update(fit_sat=score.fit_sat + int((fit_sat & ok).sum()), base_fit=score.base_fit + int(base_sat.sum()),
+                       realistic=score.realistic + int((realistic & ok).sum()),
+                       base_realistic=score.base_realistic + int(base_real.sum()))
+        if nfe is not None:
+            v = np.asarray(nfe)[i:i + batch][ok]
+            upd.update(nfe_sum=score.nfe_sum + float(np.sum(v, dtype=np.float64)), nfe_num=score.nfe_num + len(v))
+        score = score._replace(**upd)
+    return score
+
+
+def _fd_stats(state: Any, real_features: np.ndarray) -> float:
+    """Fréchet distance of accumulated statistics to a feature set (NaN with fewer than 2 on either side)."""
+    from lace_jax.metrics import fid
+    from lace_jax.metrics.frechet import frechet_distance_from_stats, gaussian_stats
+
+    real = real_features[np.all(np.isfinite(real_features), axis=1)]
+    if state is None or state.count < 2 or len(real) < 2:
+        return float("nan")
+    return float(frechet_distance_from_stats(*fid.stats_finalize(state), *gaussian_stats(real)))
+
+
+def condition_row(world: Any, expr: str, score: ConditionScore, *, real_features: Optional[np.ndarray] = None,
+                  real_labels: Optional[Mapping[str, np.ndarray]] = None, tol: float = 0.1,
+                  time_s: Optional[float] = None, nfe: bool = True) -> dict:
+    """The row of `condition_metrics` from accumulated sums (`condition_update`); `nfe=False` leaves NFE out."""
+    n = max(score.num, 1)
+    row = {"expr": expr, "num_samples": int(score.num), "accuracy": score.sat / n, "base_rate": score.base / n,
+           "num_failed": int(score.num - score.num_ok), **{f"sat[{k}]": v / n for k, v in score.atoms}}
+    if world.fit_judge is not None:
+        row.update(accuracy_fit=score.fit_sat / n, base_rate_fit=score.base_fit / n, realistic=score.realistic / n,
+                   base_realistic=score.base_realistic / n)
+    if real_features is not None:
+        row["fd"] = _fd_stats(score.gen, real_features)
+        row["fd_unconditional"] = _fd_stats(score.base_feats, real_features)
+        if real_labels is not None:
+            keep, _ = judge_satisfied(expr, world.attributes, real_labels, tol)
+            row["fd_matched"], row["num_real_matched"] = _fd_stats(score.gen, real_features[keep]), int(keep.sum())
+    if nfe:
+        row["nfe"] = score.nfe_sum / score.nfe_num if score.nfe_num else float("nan")
+    if time_s is not None:
+        row["time_s"] = float(time_s)
+        row["samples_per_s"] = float(score.num / time_s) if time_s > 0 else float("nan")
+    return row
+
+
 def condition_metrics(world: Any, expr: str, result: chunks.BatchResult, *, seed: int = 0,
                       real_features: Optional[np.ndarray] = None, features: Features = None, tol: float = 0.1,
                       time_s: Optional[float] = None, real_labels: Optional[Mapping[str, np.ndarray]] = None
@@ -144,37 +250,13 @@ def condition_metrics(world: Any, expr: str, result: chunks.BatchResult, *, seed
     """Judge accuracy of `result` (a `workflow.sample_condition` output for `expr` with `seed`) next to the
     unconditional rate (with a fit judge also `accuracy_fit` / `base_rate_fit`: explained by a render that
     satisfies `expr`, and the `realistic` fractions), per-atom rates, failures, Fréchet distance to `real_features` (`fd`) and, with
-    `real_labels`, to the real images that satisfy `expr` (`fd_matched`, `num_real_matched`), NFE and time."""
-    z = np.asarray(result.z)
-    ok = np.asarray(result.success)
-    images = workflow.render(world, z)                 # rendered once, read by both judges
-    labels, feats = workflow.judge(world, images, features=features)
-    sat, per_atom = judge_satisfied(expr, world.attributes, labels, tol)
-    z0 = start_latents(world, len(z), seed)
-    base_images = workflow.render(world, z0)
-    base_labels, base_feats = workflow.judge(world, base_images, features=features)
-    base, _ = judge_satisfied(expr, world.attributes, base_labels, tol)
-    row = {"expr": expr, "num_samples": int(len(z)), "accuracy": float(np.mean(sat & ok)),
-           "base_rate": float(np.mean(base)), "num_failed": int((~ok).sum()),
-           **{f"sat[{k}]": float(np.mean(v & ok)) for k, v in per_atom.items()}}
-    if world.fit_judge is not None:
-        fit_sat, realistic = fit_satisfied(world, expr, images, ok, tol)
-        base_sat, base_real = fit_satisfied(world, expr, base_images, np.ones(len(z0), bool), tol)
-        row.update(accuracy_fit=float(np.mean(fit_sat & ok)), base_rate_fit=float(np.mean(base_sat)),
-                   realistic=float(np.mean(realistic & ok)), base_realistic=float(np.mean(base_real)))
-    if real_features is not None:
-        row["fd"] = fd(feats[ok], real_features)
-        row["fd_unconditional"] = fd(base_feats, real_features)
-        if real_labels is not None:
-            row["fd_matched"], row["num_real_matched"] = matched_fd(expr, world.attributes, feats[ok],
-                                                                   real_features, real_labels, tol)
+    `real_labels`, to the real images that satisfy `expr` (`fd_matched`, `num_real_matched`), NFE and time.
+    The same sums as a streamed scoring (`condition_update` → `condition_row`), in one update."""
     nfe = result.stats.get("nfe")
-    if nfe is not None:
-        row["nfe"] = float(np.mean(np.asarray(nfe)[ok])) if ok.any() else float("nan")
-    if time_s is not None:
-        row["time_s"] = float(time_s)
-        row["samples_per_s"] = float(len(z) / time_s) if time_s > 0 else float("nan")
-    return row
+    score = condition_update(world, expr, ConditionScore(), result.z, result.success, seed=seed, nfe=nfe, tol=tol,
+                             features=features)
+    return condition_row(world, expr, score, real_features=real_features, real_labels=real_labels, tol=tol,
+                         time_s=time_s, nfe=nfe is not None)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -400,7 +482,7 @@ def run(config: Mapping[str, Any], request: Any, *, num_real: int = 2000, use_fd
         (real, real_labels), t_real = timed(lambda: reference_set(world, num_real, request.seed))
         say(f"reference: {num_real} real renders in {t_real:.1f}s")
     record: dict = {**request.record, "world": world.name, "config": dict(config), "sampler": sampler,
-                    "options": dataclasses.asdict(options), "num_samples": n,
+                    "precision": world.precision, "options": dataclasses.asdict(options), "num_samples": n,
                     "num_real": num_real if real is not None else 0, "tol": tol}
     if sweep_cfg is not None:
         n_sweep = request.num_samples or int(sweep_cfg.get("num_samples", 256))
@@ -471,6 +553,194 @@ def run(config: Mapping[str, Any], request: Any, *, num_real: int = 2000, use_fd
     return record, markdown([{k: v for k, v in r.items() if k != "failed_indices"} for r in rows])
 
 
+# --------------------------------------------------------------------------------------------------------------
+# `python evaluate.py --samples_dir DIR`: score what sample.py wrote, streamed, without sampling again
+
+class SamplesDirError(ValueError):
+    """A folder that is not a complete `sample.py` output of conditions (the message says what is missing)."""
+
+
+def _npy_rows(zf: Any, name: str):
+    """(open member stream, shape, dtype) of array `name` in an open .npz `ZipFile`, positioned at its data: rows
+    are then read in order with `_read_rows`, never the whole array."""
+    member = f"{name}.npy"
+    if member not in zf.namelist():
+        raise SamplesDirError(f"{zf.filename} has no array {name!r}")
+    f = zf.open(member)
+    version = np.lib.format.read_magic(f)
+    shape, fortran, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                             else np.lib.format.read_array_header_2_0(f))
+    if fortran or dtype.hasobject:
+        raise SamplesDirError(f"{zf.filename}: array {name!r} is not a plain C-order array")
+    return f, shape, dtype
+
+
+def _read_rows(f: Any, dtype: np.dtype, row_shape: tuple, n: int) -> np.ndarray:
+    size = int(np.prod(row_shape, dtype=np.int64)) * dtype.itemsize
+    buf = f.read(size * n)
+    if len(buf) != size * n:
+        raise SamplesDirError("samples.npz ends early (a truncated file)")
+    return np.frombuffer(buf, dtype).reshape((n,) + tuple(row_shape))
+
+
+def iter_condition_chunks(samples_dir: str | Path, num_conditions: int, num_samples: int, *, rows: int = 4096):
+    """Yield `(k, start, z, success, stats)` for every condition k of a sample.py output folder, in order, `rows`
+    samples (or one chunk file) at a time: from the condition's chunk files (`conditions/kk/chunks/`) when they are
+    all there, else from `samples.npz` (`z [C, N, D]`, `success [C, N]`) read row block by row block. Memory: one
+    block, whatever N."""
+    import zipfile
+
+    root = Path(samples_dir)
+    from_chunks = []
+    for k in range(num_conditions):
+        cdir = root / "conditions" / f"{k:02d}"
+        mpath = cdir / chunks.CHUNK_DIR / chunks.MANIFEST
+        ok = mpath.is_file()
+        if ok:
+            import json
+
+            m = json.loads(mpath.read_text())
+            ok = int(m.get("num_samples", -1)) == num_samples and int(m.get("chunk_size", 0)) >= 1
+            c = int(m.get("chunk_size", 1))
+            ok = ok and all(chunks.chunk_path(cdir, j).is_file() for j in range(math.ceil(num_samples / c)))
+        from_chunks.append((cdir, c) if ok else None)
+    npz = None
+    if not all(from_chunks):
+        path = root / "samples.npz"
+        if not path.is_file():
+            raise SamplesDirError(f"{root}: neither the chunk files of every condition (conditions/NN/chunks/) nor "
+                                  "samples.npz are there")
+        npz = zipfile.ZipFile(path)
+    try:
+        if npz is not None:
+            fz, zshape, zdtype = _npy_rows(npz, "z")
+            fs, sshape, sdtype = _npy_rows(npz, "success")
+            if len(zshape) != 3 or zshape[:2] != (num_conditions, num_samples) or sshape != zshape[:2]:
+                raise SamplesDirError(f"{root}/samples.npz holds z {zshape} and success {sshape}; the record says "
+                                      f"{num_conditions} conditions of {num_samples} samples")
+        for k in range(num_conditions):
+            if from_chunks[k] is not None:
+                cdir, c = from_chunks[k]
+                for j in range(math.ceil(num_samples / c)):
+                    start, stop = j * c, min((j + 1) * c, num_samples)
+                    data = chunks.read_chunk(chunks.chunk_path(cdir, j), start, stop)
+                    if data is None:
+                        raise SamplesDirError(f"{chunks.chunk_path(cdir, j)} is incomplete or unreadable")
+                    stats = {n[len("stats_"):]: v for n, v in data.items() if n.startswith("stats_")}
+                    yield k, start, data["z"], data["success"].astype(bool), stats
+                if npz is not None:                  # keep the npz streams at condition k + 1
+                    for i in range(0, num_samples, rows):
+                        m = min(rows, num_samples - i)
+                        _read_rows(fz, zdtype, zshape[2:], m), _read_rows(fs, sdtype, (), m)
+            else:
+                for i in range(0, num_samples, rows):
+                    m = min(rows, num_samples - i)
+                    yield (k, i, _read_rows(fz, zdtype, zshape[2:], m).astype(np.float32),
+                           _read_rows(fs, sdtype, (), m).astype(bool), {})
+    finally:
+        if npz is not None:
+            npz.close()
+
+
+def read_sample_record(samples_dir: str | Path) -> dict:
+    """The `record.json` of a sample.py output folder of conditions (a `SamplesDirError` for anything else)."""
+    import json
+
+    root = Path(samples_dir)
+    path = root / "record.json"
+    if not root.is_dir():
+        raise SamplesDirError(f"--samples_dir {root} is not a folder")
+    if not path.is_file():
+        raise SamplesDirError(f"{root} has no record.json: not a (complete) sample.py output folder")
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise SamplesDirError(f"{path} is not readable JSON ({err})") from None
+    if not isinstance(record, dict) or not {"world", "config", "num_samples", "seed"} <= set(record):
+        raise SamplesDirError(f"{path} is not a sample.py record (no world/config/num_samples/seed)")
+    if "edits" in record:
+        raise SamplesDirError(f"{root} holds sequential edits; --samples_dir scores conditions (evaluate.py --edit "
+                              "samples and scores edits)")
+    if not record.get("conditions"):
+        raise SamplesDirError(f"{path} lists no conditions")
+    return record
+
+
+def score_samples_dir(samples_dir: str | Path, *, num_real: int = 2000, use_fd: bool = True, tol: float = 0.1,
+                      checkpoint_dir: Optional[str] = None, inception: Optional[InceptionFID] = None,
+                      progress: Optional[Callable[[str], None]] = None, batch: int = 256,
+                      rows: int = 4096) -> tuple[dict, str]:
+    """Score the conditions a `sample.py` run wrote into `samples_dir` without sampling again: per condition the
+    same row as `evaluate.py` (judge accuracy next to the unconditional rate of the samples' own starting latents,
+    per-atom rates, the fit judge's rates, FD to `num_real` real renders and to the matched ones, mean NFE; with
+    `inception`, Inception FID per condition and pooled), streamed block by block (`iter_condition_chunks`) into
+    running sums (`ConditionScore`): memory does not grow with the number of samples. The world is the one the
+    record names (its config; `checkpoint_dir` replaces its model location). Returns (record, Markdown table);
+    a folder that is not a sample.py output of conditions raises `SamplesDirError`."""
+    from lace_jax.runs import request as rq
+
+    say = progress or (lambda msg: None)
+    record_in = read_sample_record(samples_dir)
+    config = dict(record_in["config"])
+    if checkpoint_dir:
+        config["model_dir" if config.get("world") == "shapes" else "checkpoint_dir"] = checkpoint_dir
+    world = rq.load_world(config, str(record_in.get("world", "")))
+    if world.render is None or (world.judge is None and inception is None):
+        raise SamplesDirError(f"world {world.name!r} has no image judge to score with (give --fid_inception and "
+                              "--fid_ref for an Inception FID)")
+    conds = [c["expr"] for c in record_in["conditions"]]
+    n, seed = int(record_in["num_samples"]), int(record_in["seed"])
+    real = real_labels = None
+    if use_fd and world.real_images is not None and world.judge is not None:
+        (real, real_labels), t_real = timed(lambda: reference_set(world, num_real, seed))
+        say(f"reference: {num_real} real renders in {t_real:.1f}s")
+    scores = [ConditionScore() for _ in conds]
+    fid_states: list = [None] * len(conds)
+    has_nfe = [False] * len(conds)
+    t0 = time.perf_counter()
+    for k, start, z, ok, stats in iter_condition_chunks(samples_dir, len(conds), n, rows=rows):
+        nfe = stats.get("nfe")
+        if nfe is None and "stats" in record_in["conditions"][k]:
+            listed = record_in["conditions"][k]["stats"].get("nfe")
+            nfe = None if listed is None else np.asarray(listed[start:start + len(z)])
+        has_nfe[k] = has_nfe[k] or nfe is not None
+        if world.judge is not None:
+            scores[k] = condition_update(world, conds[k], scores[k], z, ok, seed=seed + k, start=start, nfe=nfe,
+                                         tol=tol, batch=batch)
+        else:
+            scores[k] = scores[k]._replace(num=scores[k].num + len(z), num_ok=scores[k].num_ok + int(ok.sum()))
+        if inception is not None:
+            from lace_jax.metrics import fid
+
+            state = inception_stats(world, z, inception)
+            fid_states[k] = state if fid_states[k] is None else fid.stats_merge(fid_states[k], state)
+        say(f"condition {k + 1}/{len(conds)} {conds[k]!r}: {start + len(z)}/{n} samples scored "
+            f"({time.perf_counter() - t0:.1f}s)")
+    out_rows = []
+    for k, expr in enumerate(conds):
+        if world.judge is not None:
+            row = condition_row(world, expr, scores[k], real_features=real, real_labels=real_labels, tol=tol,
+                                nfe=has_nfe[k])
+        else:
+            row = {"expr": expr, "num_samples": scores[k].num, "num_failed": scores[k].num - scores[k].num_ok}
+        if inception is not None:
+            row["fid_inception"] = inception_fid(fid_states[k], inception)
+        out_rows.append(row)
+    record = {"samples_dir": str(samples_dir), "world": world.name, "config": config,
+              "sampler": record_in.get("sampler"), "options": record_in.get("options"), "num_samples": n,
+              "seed": seed, "num_real": num_real if real is not None else 0, "tol": tol,
+              "sample_argv": record_in.get("argv"), "rows": out_rows}
+    if inception is not None:
+        from lace_jax.metrics import fid
+
+        pooled = fid.stats_init()
+        for state in fid_states:
+            pooled = fid.stats_merge(pooled, state) if state is not None else pooled
+        record.update(fid_inception_all=inception_fid(pooled, inception), fid_inception_num=int(pooled.count),
+                      fid_quantized=bool(inception.quantize))
+    return record, markdown(out_rows)
+
+
 def write_results(out_dir, record: dict, table: str, t_start: float) -> None:
     """results.md, then results.json last (its presence marks a complete run), both atomically."""
     from pathlib import Path
@@ -492,4 +762,5 @@ __all__ = ["atom_by_judge", "judge_satisfied", "reference_features", "reference_
            "start_latents", "condition_metrics", "edit_metrics", "sweep_row_metrics", "flat_sweep_rows", "markdown",
            "judge_summary", "judge_summaries", "run", "InceptionFID", "image_batches",
            "inception_stats", "inception_fid", "fit_satisfied", "write_results", "OUTPUTS",
-           "timed"]
+           "timed", "ConditionScore", "condition_update", "condition_row", "SamplesDirError", "read_sample_record",
+           "iter_condition_chunks", "score_samples_dir"]

@@ -19,6 +19,12 @@ LACE config fields: `name`, `checkpoint_dir`, `generator` {`checkpoint`, `source
 `truncation_psi`, `t_end`, `dis_temp` (discrete temperature), `use_attributes` (names, in LACE's order), `attributes`
 {name: {`kind`, `classes` (optional names), `value_range` (continuous), `checkpoint`, `source`, `head`}},
 `sampler` (`SamplerOptions` fields + `name`), `sgld` (LACE's SGLD settings), `expr` (a default expression).
+
+Every world config may set `precision`: the matmul policy of the drift's networks — the mapping z → w and the latent
+classifiers — one of `highest`, `tf32`, `bf16`, `auto` (`lace_jax.models.precision`; absent: `highest`). The ODE
+state, the solver and rendering stay float32. `auto` is resolved for the backend when the world is built, and the
+world's `config` (hence a batch run's manifest) holds the resolved policy. The 2-D toy world has no such networks
+and ignores it.
 """
 from __future__ import annotations
 
@@ -76,6 +82,7 @@ class World:
     sgld: Mapping[str, Any] = dataclasses.field(default_factory=dict)      # LACE's SGLD settings
     expr: str = ""                              # a default expression
     config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    precision: str = "highest"                  # matmul policy of mapping + classifiers (lace_jax.models.precision)
 
     def parse(self, expr: str) -> Any:
         """`energy.parse(expr, attributes)` with the config's NOT operator (`not_op`: 'lace' by default)."""
@@ -145,10 +152,12 @@ def shapes_world(config: Mapping[str, Any] | None = None) -> World:
     model = load_default(None if model_dir is None else Path(model_dir).expanduser())
     space = str(config.get("classifier_space", DEFAULT_SPACE))     # build_attributes checks it
     psi = float(config.get("truncation_psi", 1.0))
+    policy = _policy(config)
     g_cfg = model.generator_config
-    mapping = MappingW.create(g_cfg, model.generator, truncation_psi=psi)
-    w_table = {n: c.replace(g=mapping) for n, c in model.classifiers.items()}
-    attributes = build_attributes(model.specs, w_table, model.classifiers_z, space,
+    mapping = MappingW.create(g_cfg, model.generator, truncation_psi=psi, precision=policy)
+    w_table = {n: c.replace(g=mapping).with_precision(policy) for n, c in model.classifiers.items()}
+    z_table = {n: c.with_precision(policy) for n, c in model.classifiers_z.items()}
+    attributes = build_attributes(model.specs, w_table, z_table, space,
                                   temperature=float(config.get("dis_temp", 1.0)), sigma=float(config.get("sigma", 0.1)))
     render = GeneratorRender(variables=model.generator, c=None, truncation_psi=jnp.float32(psi), config=g_cfg,
                              noise_mode=str(config.get("noise_mode", "const")))
@@ -159,7 +168,7 @@ def shapes_world(config: Mapping[str, Any] | None = None) -> World:
                  fit_judge=fit_judge.labels,
                  real_images=_shapes_real_images(g_cfg.img_resolution),
                  sampler=dict(config.get("sampler", {})), sgld=dict(config.get("sgld", {})),
-                 expr=str(config.get("expr", "shape=circle")), config=config)
+                 expr=str(config.get("expr", "shape=circle")), config=config, precision=policy)
 
 
 def _resolve(config: Mapping[str, Any], path: str) -> Path:
@@ -205,10 +214,11 @@ def lace_world(config: Mapping[str, Any]) -> World:
                  attrs_cfg[a].get("source"))
 
     psi = float(config.get("truncation_psi", 1.0))
+    policy = _policy(config)
     g_cfg, g_vars = checkpoint.load_generator(gdir)
     g_vars = jax.tree_util.tree_map(jnp.asarray, g_vars)
     c = jnp.zeros((g_cfg.c_dim,), jnp.float32) if g_cfg.c_dim > 0 else None
-    mapping = MappingW.create(g_cfg, g_vars, c=c, truncation_psi=psi)
+    mapping = MappingW.create(g_cfg, g_vars, c=c, truncation_psi=psi, precision=policy)
     render = GeneratorRender(variables=g_vars, c=c, truncation_psi=jnp.float32(psi), config=g_cfg,
                              noise_mode=str(config.get("noise_mode", "const")))
     in_dim = g_cfg.w_dim if space == "w" else g_cfg.z_dim
@@ -223,7 +233,7 @@ def lace_world(config: Mapping[str, Any]) -> World:
             raise ValueError(f"{name}: classifier {a!r} ({cdir}) reads {c_cfg['dims'][0]}-dim inputs, but the "
                              f"generator's {space} has {in_dim} dimensions (classifier_space={space!r})")
         clf = LatentClassifier.create(c_cfg, jax.tree_util.tree_map(jnp.asarray, c_vars),
-                                      g=mapping if space == "w" else None)
+                                      g=mapping if space == "w" else None, precision=policy)
         if c_cfg.get("num_classes_list") is not None:
             head = int(spec.get("head", 0))
             clf = clf.select(head)
@@ -253,17 +263,28 @@ def lace_world(config: Mapping[str, Any]) -> World:
     return World(name=name, attributes=attributes, latent_dim=g_cfg.z_dim, render=render,
                  mapping=mapping if space == "w" else None, truncation_psi=psi,
                  t_end=float(config.get("t_end", 0.0)), judge=None, sampler=dict(config.get("sampler", {})),
-                 sgld=dict(config.get("sgld", {})), expr=str(config.get("expr", "")), config=dict(config))
+                 sgld=dict(config.get("sgld", {})), expr=str(config.get("expr", "")), config=dict(config),
+                 precision=policy)
+
+
+def _policy(config: Mapping[str, Any]) -> str:
+    """The config's matmul precision policy, resolved for the backend (see the module docstring)."""
+    from lace_jax.models import precision
+
+    return precision.resolve(config.get("precision", precision.DEFAULT))
 
 
 def world_from_config(config: Mapping[str, Any] | str) -> World:
-    """Build the world a config describes (a config dict, or a config name/path for `config.load_config`)."""
+    """Build the world a config describes (a config dict, or a config name/path for `config.load_config`). A bad
+    `precision` is a ValueError naming the choices; `auto` is replaced by the policy it resolves to."""
     if isinstance(config, str):
         if config == "toy2d":
             return toy2d_world()
         from lace_jax.config import load_config
 
         config = load_config(config)
+    if "precision" in config:
+        config = {**config, "precision": _policy(config)}
     kind = config.get("world")
     if kind == "toy2d":
         return toy2d_world(config)

@@ -127,6 +127,7 @@ def test_every_sampler_runs_from_the_cli(tmp_path, sampler, extra):
     (["--sampler", "sde", "--num_steps", "5"], "num_steps >= 20"),
     (["--sampler", "ode", "--solver", "bosh3"], "--sampler ode_tc"),
     (["--sampler", "ode_tc", "--solver", "heun"], "needs --num_steps"),
+    (["--set", "precision=fp8"], "precision must be one of highest, tf32, bf16, auto"),
 ])
 def test_bad_input_exits_2(tmp_path, args, needle):
     out = tmp_path / "out"

@@ -142,3 +142,59 @@ def test_shapes_world_rejects_unknown_classifier_space():
 def test_shapes_world_missing_model_dir(tmp_path):
     with pytest.raises(worlds.MissingCheckpointError, match="model_card.json"):
         worlds.world_from_config({"world": "shapes", "model_dir": str(tmp_path / "nowhere")})
+
+
+def _drift_networks(world):
+    """Every MappingW and LatentClassifier inside the world's attribute functions and its mapping."""
+    from lace_jax.models.classifiers import LatentClassifier, MappingW
+
+    found = []
+
+    def visit(x):
+        if isinstance(x, (LatentClassifier, MappingW)):
+            found.append(x)
+            if isinstance(x, LatentClassifier) and x.g is not None:
+                visit(x.g)
+        elif isinstance(x, (tuple, list)):
+            for y in x:
+                visit(y)
+        elif hasattr(x, "members"):
+            visit(x.members)
+
+    for a in world.attributes.values():
+        visit(a.fn)
+    visit(world.mapping)
+    return found
+
+
+def test_precision_reaches_every_drift_network_of_the_shapes_world():
+    """`precision` reaches the mapping and every latent classifier of the default world (w and z classifiers, the
+    products of experts)."""
+    shapes = worlds.world_from_config({"world": "shapes", "precision": "bf16"})
+    nets = _drift_networks(shapes)
+    assert shapes.precision == "bf16" and shapes.config["precision"] == "bf16"
+    assert len(nets) >= 7 and {n.precision for n in nets} == {"bf16"}
+    assert {type(n).__name__ for n in nets} == {"LatentClassifier", "MappingW"}
+
+
+def test_precision_flows_from_the_config_of_a_lace_world(converted):
+    """CIFAR-10 world from the converted fixtures: `auto` is resolved (highest on CPU) into the world's config, bf16
+    reaches the mapping and the classifier and changes the energy's gradient (not wildly), and a bad value is an
+    error naming the choices (checked before any loading, for every world kind)."""
+    cfg = load_config("cifar10")
+    cfg["checkpoint_dir"] = str(converted / "cifar")
+    assert cfg["precision"] == "auto"
+    auto = worlds.world_from_config(cfg)
+    if jax.default_backend() == "cpu":
+        assert auto.precision == "highest" and auto.config["precision"] == "highest"
+    bf = worlds.world_from_config({**cfg, "precision": "bf16"})
+    assert {n.precision for n in _drift_networks(bf)} == {"bf16"} and len(_drift_networks(bf)) == 3
+    z = jax.random.normal(jax.random.PRNGKey(0), (4, 64))
+    g_hi, g_bf = (np.asarray(en.grad(en.stack([w.parse("label=cat")] * 4), z)) for w in (auto, bf))
+    rel = np.abs(g_bf - g_hi).max() / np.abs(g_hi).max()
+    assert 1e-5 < rel < 0.2, rel                # applied (bf16 differs), and not garbage
+    for bad in ("fp8", "BF16", 3):
+        with pytest.raises(ValueError, match="precision must be one of highest, tf32, bf16, auto"):
+            worlds.world_from_config({**cfg, "precision": bad})
+        with pytest.raises(ValueError, match="precision must be one of"):
+            worlds.world_from_config({"world": "toy2d", "precision": bad})
