@@ -166,14 +166,16 @@ def dopri5_torchdiffeq(func: Callable[[jax.Array, jax.Array, Any], jax.Array], y
 
             def stage(i, c):
                 # stage i + 1: y0 + Σ_{j ≤ i} k_j·(β_ij·dt) (the row's later columns are zero), at t0 + α_i·dt
-                ks, _, t_evals, nfe = c
+                ks, _, tes = c
                 ti = jnp.where(at_end[i], t_end_stage, t0_32 + alpha_rows[i] * dt_32)
                 yi = y0 + _wsum(ks, beta_rows[i], dt_32)
                 fi, te = f(ti, yi, args)
-                return ks.at[i + 1].set(fi), yi, t_evals.at[nfe].set(te), nfe + 1
+                return ks.at[i + 1].set(fi), yi, tes.at[i].set(te)
 
             ks0 = jnp.zeros((n_stages + 1,) + y0.shape, jnp.float32).at[0].set(f0)
-            ks, y1, t_evals, nfe = jax.lax.fori_loop(0, n_stages, stage, (ks0, y0, st["t_evals"], st["nfe"]))
+            ks, y1, tes = jax.lax.fori_loop(0, n_stages, stage, (ks0, y0, jnp.zeros((n_stages,), jnp.float32)))
+            t_evals = jax.lax.dynamic_update_slice(st["t_evals"], tes, (st["nfe"],))
+            nfe = st["nfe"] + n_stages
             ks = [ks[j] for j in range(n_stages + 1)]
             f1 = ks[-1]      # y1, the last stage's input, is the 5th-order solution (its β row holds the b weights)
             err = _wsum(ks, _C_ERROR32, dt_32)
