@@ -850,7 +850,9 @@ def main(argv=None):
                     f"end_to_end_{rd}", render=True, memory=False))
                 emit()
     if "compile" not in args.skip and not quick:
-        results["compile"] = compile_section(batches, best, args.compile_variant, args.compile_variant_configs)
+        results["compile"] = compile_section(batches, best, args.compile_variant, args.compile_variant_configs,
+                                             args.compile_configs, timeout=args.compile_timeout,
+                                             reps=args.compile_reps)
     doc = emit(final=True)
     print(json.dumps(doc, indent=1, default=float))
 
