@@ -28,6 +28,7 @@ import functools
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import threading
@@ -604,6 +605,249 @@ class _AllBut:
 
     def __contains__(self, name):
         return name not in self.keep
+# Compile time: one fresh process per (XLA flag variant, configuration), batches in turn, torch not needed.
+#
+# A fresh process per configuration because XLA keeps what it learnt in the process (on a GPU, the autotuning
+# results of every fusion it has seen): a configuration compiled after another one that shares its network would
+# look cheaper than it is for a user who runs it alone. Batches share no shapes, so they can share a process.
+
+COMPILE_CONFIGS = {
+    "compat": dict(kind="ode", solver="dopri5", rtol=1e-3, atol=1e-3, batch_mode="joint", torchdiffeq_compat=True),
+    "best": None,                                        # the best default (BEST_DEFAULT or --best)
+    "diffrax_dopri5_joint": dict(kind="ode", solver="dopri5", rtol=1e-3, atol=1e-3, batch_mode="joint"),
+    "diffrax_dopri5_independent": dict(kind="ode", solver="dopri5", rtol=1e-3, atol=1e-3,
+                                       batch_mode="independent"),
+    "diffrax_tsit5_joint": dict(kind="ode", solver="tsit5", rtol=1e-3, atol=1e-3, batch_mode="joint"),
+    "euler_step0.01": dict(kind="ode", solver="euler", step_size=0.01, batch_mode="joint"),
+    "tc_heun_6": dict(kind="tc", solver="heun", num_steps=6, batch_mode="joint"),
+    "end_to_end_best_float32": "render",                 # the best default + 32-px synthesis of the end points
+}
+_GEMM = re.compile(r"__cublas\$gemm|__cublas\$lt\$matmul|__triton_gemm|\bdot\(|\bconvolution\(")
+
+
+class JaxSetup:
+    """`Setup`'s JAX half without torch: the same architecture and shapes with random numpy weights (no flax
+    initialiser: its per-parameter compiles took longer than the compiles measured), what the compile section
+    needs. Compile time does not depend on the weights' values."""
+
+    jax_solver = Setup.jax_solver
+    latents = Setup.latents
+    energy = Setup.energy
+
+    def __init__(self, seed=0):
+        from lace_jax.models.classifiers import dense_embedder_dims
+        from ports.stylegan2_ada import config_from_init_kwargs
+
+        rng = np.random.default_rng(seed)
+        normal = lambda shape: (0.1 * rng.standard_normal(shape)).astype(np.float32)
+        self.cfg = config_from_init_kwargs(INIT_KWARGS)
+        self.variables = jax.tree_util.tree_map(lambda sd: jnp.asarray(normal(sd.shape)),
+                                                S.variable_shapes(self.cfg))
+        dims = dense_embedder_dims(CLASSIFIER["input_dim"], CLASSIFIER["up_dim"], CLASSIFIER["depth"])
+        sizes = list(zip(dims, dims[1:])) + [(dims[-1], CLASSIFIER["num_classes"])]
+        names = [f"net_{l}" for l in range(len(dims) - 1)] + ["linear"]
+        cvars = {"params": {n: dict(kernel=normal((a, b)), bias=normal((b,))) for n, (a, b) in zip(names, sizes)}}
+        self.g = MappingW.create(self.cfg, self.variables, c=np.zeros(self.cfg.c_dim, np.float32))
+        self.clf = LatentClassifier.create(dict(dims=dims, num_classes=CLASSIFIER["num_classes"]), cvars, g=self.g)
+        self.z_all = None
+
+
+def compile_child(name: str, options: dict, batches: list, reps: int = 1) -> dict:
+    """In this (fresh) process: for each batch, a new jit of the configuration, timed as trace + lowering
+    (`lower_s`) and XLA compilation (`compile_s`, where a GPU autotunes); nothing is run. The persistent
+    compilation cache is off, so every compile is a real one. With `reps` > 1 the batches are compiled again in
+    turn (1, 64, …, 1, 64, …): `compile_s` stays the first compile (what a user pays); `compile_median_s` is the
+    median over the rounds, for a loaded CPU (on a GPU the later rounds reuse the process's autotuning)."""
+    jax.config.update("jax_enable_compilation_cache", False)
+    t = time.perf_counter()
+    w = jax.jit(lambda a: jax.grad(lambda a: jnp.sum(jnp.tanh(a @ a)))(a)).lower(jnp.ones((64, 64))).compile()
+    del w
+    warmup = time.perf_counter() - t
+    setup = JaxSetup()
+    rows = {b: None for b in batches}
+    for r in range(max(1, int(reps))):
+        for b in batches:
+            z0, ys = setup.latents(b)
+            jcfg = dict(options)
+            kind = jcfg.pop("kind", "ode")
+            render = jcfg.pop("render", False)
+            f = setup.jax_solver(kind, render=render, **jcfg)
+            energy, jz0 = setup.energy(ys), jnp.asarray(z0)
+            t = time.perf_counter()
+            low = f.lower(energy, jz0)
+            t_low = time.perf_counter() - t
+            t = time.perf_counter()
+            comp = low.compile()
+            t_comp = time.perf_counter() - t
+            log(f"compile {name} b={b} round {r}: lower {t_low:.2f} s, compile {t_comp:.2f} s")
+            if rows[b] is not None:
+                rows[b]["compile_rounds_s"].append(t_comp)
+                rows[b]["compile_median_s"] = statistics.median(rows[b]["compile_rounds_s"])
+                continue
+            text = comp.as_text() or ""
+            row = dict(batch=b, lower_s=t_low, compile_s=t_comp, total_s=t_low + t_comp, compile_rounds_s=[t_comp],
+                       compile_median_s=t_comp, gemms_and_convs=len(_GEMM.findall(text)), hlo_chars=len(text))
+            try:
+                row["temp_bytes"] = int(comp.memory_analysis().temp_size_in_bytes)
+            except Exception:  # noqa: BLE001 - not every backend reports it
+                row["temp_bytes"] = None
+            rows[b] = row
+    return dict(config=name, options=options, warmup_compile_s=warmup, rows=list(rows.values()),
+                device=device_info())
+
+
+def compile_section(batches: list, best: dict, variants: list, variant_configs: list, configs: list | None = None,
+                    timeout: int = 900, devices: list | None = None, reps: int = 1, emit=None) -> list:
+    """Compile time of every configuration at every batch, each configuration in a fresh process (see above),
+    for the XLA flags this process was started with ('default') and for each `NAME=FLAGS` variant (added to
+    XLA_FLAGS; run for `variant_configs` only). One row per (variant, configuration, batch); `emit(rows)` after
+    each process; a process past `timeout` s leaves an error row."""
+    import subprocess
+
+    opts = {k: (dict(best) if v is None else dict(best, render=True) if v == "render" else dict(v))
+            for k, v in COMPILE_CONFIGS.items()}
+    names = configs or list(opts)
+    base_flags = os.environ.get("XLA_FLAGS", "")
+    jobs = [("default", base_flags, n) for n in names]
+    for spec in variants:
+        vname, _, vflags = spec.partition("=")
+        jobs += [(vname, (base_flags + " " + vflags).strip(), n) for n in variant_configs if n in opts]
+    rows = []
+    for vname, flags, name in jobs:
+        env = dict(os.environ, XLA_FLAGS=flags)
+        env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")    # compiles only; the parent may hold memory
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--compile-child",
+               json.dumps(dict(name=name, options=opts[name])), "--batches", *map(str, batches),
+               "--compile-reps", str(reps)]
+        t = time.perf_counter()
+        try:
+            p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            rows.append(dict(variant=vname, xla_flags=flags, config=name, error=f"timeout after {timeout} s"))
+            if emit:
+                emit(rows)
+            continue
+        if p.returncode != 0:
+            rows.append(dict(variant=vname, xla_flags=flags, config=name, error=p.stderr[-2000:]))
+            log(f"compile {vname}/{name} failed: {p.stderr[-500:]}")
+            if emit:
+                emit(rows)
+            continue
+        child = json.loads(p.stdout.strip().splitlines()[-1])
+        if devices is not None:
+            devices.append(child["device"])
+        for r in child["rows"]:
+            rows.append(dict(variant=vname, xla_flags=flags, config=name, options=opts[name],
+                             process_s=time.perf_counter() - t, warmup_compile_s=child["warmup_compile_s"], **r))
+        log(f"compile {vname}/{name}: " + ", ".join(f"b{r['batch']} {r['compile_s']:.2f} s" for r in child["rows"]))
+        if emit:
+            emit(rows)
+    return rows
+
+
+def compile_summary(rows: list) -> dict:
+    """Per (variant, configuration): the slowest first compile over the batches and its growth from the smallest
+    batch to the largest (`compile_max_s_*`, `compile_growth_*`; targets in benchmarks/README.md), and the same
+    growth of the medians over rounds (`compile_growth_median_*`, with --compile-reps > 1)."""
+    out = {}
+    groups: dict = {}
+    for r in rows:
+        if "compile_s" in r:
+            groups.setdefault((r["variant"], r["config"]), []).append(r)
+    for (v, c), rs in groups.items():
+        rs = sorted(rs, key=lambda r: r["batch"])
+        tag = c if v == "default" else f"{v}_{c}"
+        out[f"compile_max_s_{tag}"] = round(max(r["compile_s"] for r in rs), 3)
+        if len(rs) > 1:
+            out[f"compile_growth_{tag}"] = round(rs[-1]["compile_s"] / max(rs[0]["compile_s"], 1e-9), 3)
+            if len(rs[0].get("compile_rounds_s", [])) > 1:
+                out[f"compile_growth_median_{tag}"] = round(rs[-1]["compile_median_s"] /
+                                                            max(rs[0]["compile_median_s"], 1e-9), 3)
+    return out
+
+
+def compile_markdown(rows: list) -> list:
+    if not rows:
+        return []
+    L = ["\n### compile\n", "| variant | config | batch | lower s | compile s | median s | gemms+convs | temp MB |",
+         "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "compile_s" not in r:
+            L.append(f"| {r['variant']} | {r['config']} | – | – | failed | – | – | – |")
+            continue
+        mb = "–" if r.get("temp_bytes") is None else f"{r['temp_bytes'] / 2 ** 20:.1f}"
+        L.append(f"| {r['variant']} | {r['config']} | {r['batch']} | {r['lower_s']:.2f} | {r['compile_s']:.2f} | "
+                 f"{r.get('compile_median_s', r['compile_s']):.2f} | {r['gemms_and_convs']} | {mb} |")
+    return L
+
+
+def add_compile_args(ap) -> None:
+    ap.add_argument("--compile-only", action="store_true",
+                    help="only the compile section (no torch needed): compile s per configuration and batch")
+    ap.add_argument("--compile-configs", type=str, nargs="*", default=None,
+                    help=f"compile section: configurations (default all: {' '.join(COMPILE_CONFIGS)})")
+    ap.add_argument("--compile-variant", type=str, action="append", default=[],
+                    help="compile section: NAME=XLA_FLAGS, a variant run with these flags added (repeatable), "
+                         "e.g. autotune0=--xla_gpu_autotune_level=0")
+    ap.add_argument("--compile-variant-configs", type=str, nargs="*", default=["compat"],
+                    help="configurations the variants run (default: compat)")
+    ap.add_argument("--compile-reps", type=int, default=1,
+                    help="rounds over the batches in each process (> 1 for a loaded CPU: medians)")
+    ap.add_argument("--compile-timeout", type=int, default=900, help="seconds per configuration process")
+    ap.add_argument("--compile-child", type=str, default=None, help=argparse.SUPPRESS)
+
+
+def compile_main(args) -> dict:
+    """`--compile-only` (the section alone, one JSON document) and the per-configuration child processes."""
+    batches = args.batches or [1, 64, 512, 4096]
+    if args.compile_child:
+        spec = json.loads(args.compile_child)
+        print(json.dumps(compile_child(spec["name"], spec["options"], batches, args.compile_reps), default=float))
+        return {}
+    import diffrax
+    import jaxlib
+
+    t_start = time.time()
+    best = json.loads(args.best) if args.best else dict(BEST_DEFAULT)
+    unknown = set(args.compile_configs or []) - set(COMPILE_CONFIGS)
+    if unknown:
+        raise SystemExit(f"unknown --compile-configs {sorted(unknown)}; expected some of {list(COMPILE_CONFIGS)}")
+    devices: list = []          # the parent never starts a backend: each child reports its device
+
+    def emit(rows):
+        doc = dict(benchmark="sampling", section="compile", complete=False,
+                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                   device=devices[0] if devices else None, versions=dict(
+                       python=platform.python_version(), jax=jax.__version__, jaxlib=jaxlib.__version__,
+                       diffrax=diffrax.__version__),
+                   xla_flags=os.environ.get("XLA_FLAGS", ""), setup=dict(
+                       generator=INIT_KWARGS, classifier=CLASSIFIER, best_default=best, batches=batches,
+                       reps=args.compile_reps, load_avg_at_start=load0, load_avg_now=_loadavg()),
+                   **compile_summary(rows), results=dict(compile=rows), wall_s=time.time() - t_start)
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(doc, indent=1, default=float) + "\n")
+        if args.markdown:
+            Path(args.markdown).write_text("\n".join(compile_markdown(rows)) + "\n")
+        return doc
+
+    load0 = _loadavg()
+    rows = compile_section(batches, best, args.compile_variant, args.compile_variant_configs,
+                           args.compile_configs, timeout=args.compile_timeout, devices=devices,
+                           reps=args.compile_reps, emit=emit)
+    doc = emit(rows)
+    doc["complete"] = True
+    if args.out:
+        Path(args.out).write_text(json.dumps(doc, indent=1, default=float) + "\n")
+    print(json.dumps(doc, indent=1, default=float))
+    return doc
+
+
+def _loadavg():
+    try:
+        return [float(x) for x in open("/proc/loadavg").read().split()[:3]]
+    except OSError:
+        return None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -623,12 +867,16 @@ def main(argv=None):
     ap.add_argument("--torch-threads", type=str, default="auto", help="'auto' (faster of 1 and all cores) or N")
     ap.add_argument("--skip", type=str, nargs="*", default=[],
                     help="sections to skip: compat best joint_vs_independent euler render search drift packing "
-                         "bf16 precision")
+                         "bf16 precision compile")
     ap.add_argument("--only", type=str, nargs="*", default=None,
                     help="run only these sections (e.g. --only precision); overrides --skip")
     ap.add_argument("--precision-batches", type=int, nargs="*", default=None,
                     help="batch sizes of the precision section (default: 8 64 with --quick, else 512 4096)")
+    add_compile_args(ap)
     args = ap.parse_args(argv)
+    jax.config.update("jax_enable_compilation_cache", False)    # compile times must be real compiles
+    if args.compile_child or args.compile_only:
+        return compile_main(args)
     if args.only is not None:
         args.skip = _AllBut(args.only)
     import torch
@@ -645,7 +893,7 @@ def main(argv=None):
     n_ref = 8 if quick else 64
     zref = reference(setup, n_ref)
     results = dict(compat=[], best=[], joint_vs_independent=[], euler=[], render=[], search=[], drift=[],
-                   packing=[], precision=[])
+                   packing=[], precision=[], compile=[])
     lace_torch = dict(method="dopri5", rtol=1e-3, atol=1e-3)
     state = dict(best=None, bf16=None, search_pick=None, policy_peaks=None)
 
@@ -733,6 +981,10 @@ def main(argv=None):
                     setup, b, dict(best, render_dtype=rd), lace_torch, max(3, reps - 2) if b >= 64 else reps, zref,
                     f"end_to_end_{rd}", render=True, memory=False))
                 emit()
+    if "compile" not in args.skip and not quick:
+        results["compile"] = compile_section(batches, best, args.compile_variant, args.compile_variant_configs,
+                                             args.compile_configs, timeout=args.compile_timeout,
+                                             reps=args.compile_reps)
     doc = emit(final=True)
     print(json.dumps(doc, indent=1, default=float))
 
@@ -762,6 +1014,7 @@ def summarise(results, flops, peak, bf16) -> dict:
     for r in results["packing"]:
         out[f"ratio_packing_drift_b{r['batch']}"] = round(r["ratio_drift"], 3)
         out[f"ratio_packing_compat_b{r['batch']}"] = round(r["ratio_compat"], 3)
+    out.update(compile_summary(results.get("compile", [])))
     if bf16:
         out["ratio_matmul_bf16_over_f32"] = round(bf16["best_gflops"] / peak["best_gflops"], 3)
     for r in results.get("precision", []):
@@ -867,6 +1120,7 @@ def markdown(doc) -> str:
         if doc.get("matmul_peak_per_policy"):
             L.append("\nMatmul peak per policy (GFLOP/s): " + ", ".join(
                 f"{k} {v['best_gflops']:.1f}" for k, v in doc["matmul_peak_per_policy"].items()) + ".\n")
+    L.extend(compile_markdown(doc["results"].get("compile", [])))
     L.append("\n### ratios\n")
     L.append("```json\n" + json.dumps({k: v for k, v in doc.items() if k.startswith(("ratio_", "drift_", "solve_",
                                                                                       "nfe_", "precision_pick"))},

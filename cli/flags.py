@@ -60,6 +60,15 @@ def define() -> None:
     flags.DEFINE_integer("seed", 0, "PRNG seed (sample i uses fold_in(PRNGKey(seed), i))")
     flags.DEFINE_string("sweep", None, "run a sweep config (e.g. sweep_robustness, sweep_composition) instead of "
                         "single conditions")
+    define_compilation_cache()
+
+
+def define_compilation_cache() -> None:
+    """`--[no]compilation_cache`, read by `cli.run`: keep compiled programs in `$LACE_JAX_CACHE_DIR` (default
+    `$XDG_CACHE_HOME/lace_jax/jax` or `~/.cache/lace_jax/jax`) so a second run with the same settings compiles
+    nothing."""
+    flags.DEFINE_bool("compilation_cache", True, "keep compiled programs on disk ($LACE_JAX_CACHE_DIR, default "
+                      "~/.cache/lace_jax/jax) and reuse them: a repeated run compiles nothing")
 
 
 OPTION_FLAGS = ("solver", "rtol", "atol", "num_steps", "t_end", "batch_mode", "max_steps", "step_size",

@@ -14,6 +14,19 @@ def fixtures_dir() -> Path:
     return Path(env) if env else REPO.parent / "shared" / "fixtures"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _compilation_cache_in_tmp(tmp_path_factory):
+    """The CLIs keep compiled programs in $LACE_JAX_CACHE_DIR (default: the user's cache folder): every CLI the
+    suite starts shares one temporary cache instead."""
+    old = os.environ.get("LACE_JAX_CACHE_DIR")
+    os.environ["LACE_JAX_CACHE_DIR"] = str(tmp_path_factory.mktemp("jax_cache"))
+    yield
+    if old is None:
+        os.environ.pop("LACE_JAX_CACHE_DIR", None)
+    else:
+        os.environ["LACE_JAX_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def fixtures() -> Path:
     path = fixtures_dir()

@@ -42,3 +42,11 @@ def test_min_reps_is_a_floor(sampling):
     log = []
     sampling.interleaved(dict(a=_recorder(log, "a")), reps=2, min_reps=5)
     assert len(log) == 5
+
+
+def test_compile_summary_takes_the_slowest_compile_and_the_growth_per_variant(sampling):
+    rows = [dict(variant="default", config="compat", batch=b, compile_s=s) for b, s in ((4096, 6.0), (1, 2.0))]
+    rows += [dict(variant="autotune0", config="compat", batch=1, compile_s=1.5),
+             dict(variant="default", config="best", error="timeout")]
+    out = sampling.compile_summary(rows)
+    assert out == {"compile_max_s_compat": 6.0, "compile_growth_compat": 3.0, "compile_max_s_autotune0_compat": 1.5}

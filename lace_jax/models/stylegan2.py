@@ -33,6 +33,7 @@ Images are NCHW float in [−1, 1] at the public boundary (`synthesis`, `generat
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Mapping, Sequence
 
@@ -401,6 +402,9 @@ class Generator(nn.Module):
 
 # --------------------------------------------------------------------------------------------------------------
 # Pure functional API (cfg static, variables a pytree): what samplers, energies and trainers call.
+# `mapping`, `mapping_w`, `synthesis` and `generate` are jitted where they stand (the config and the other
+# switches static, arrays and ψ traced): called eagerly, a Flax module otherwise runs op by op (two 1024-px images
+# took ten times as long as the compiled call; docs/performance.md); inside an outer jit they are inlined.
 
 def truncate(ws: jax.Array, w_avg: jax.Array, psi: float | jax.Array = 1.0, cutoff: int | None = None, *,
              variant: str = "ada") -> jax.Array:
@@ -494,6 +498,7 @@ def variable_shapes(config: StyleGAN2Config) -> dict:
     return {"params": v["params"], "buffers": v["buffers"]}
 
 
+@functools.partial(jax.jit, static_argnames=("config", "truncation_cutoff"))
 def mapping(config: StyleGAN2Config, variables: Mapping, z: jax.Array | None, c: jax.Array | None = None, *,
             truncation_psi: float | jax.Array = 1.0, truncation_cutoff: int | None = None) -> jax.Array:
     """z [B, z_dim] (+ one-hot c [B, c_dim]) → ws [B, num_ws, w_dim]. `variables` needs only the mapping parts."""
@@ -501,6 +506,7 @@ def mapping(config: StyleGAN2Config, variables: Mapping, z: jax.Array | None, c:
                                    method=lambda m, *a: m.mapping(*a))
 
 
+@functools.partial(jax.jit, static_argnames=("config",))
 def mapping_w(config: StyleGAN2Config, variables: Mapping, z: jax.Array | None, c: jax.Array | None = None, *,
               truncation_psi: float | jax.Array = 1.0, precision: str = "highest") -> jax.Array:
     """z → a single w [B, w_dim] (no broadcast; truncation on all of it): LACE's `z → w` map; `precision`: the fc
@@ -512,6 +518,7 @@ def mapping_w(config: StyleGAN2Config, variables: Mapping, z: jax.Array | None, 
                                    method=lambda m, *a: m.mapping(*a))
 
 
+@functools.partial(jax.jit, static_argnames=("config", "noise_mode", "return_intermediates"))
 def synthesis(config: StyleGAN2Config, variables: Mapping, ws: jax.Array, *, noise_mode: str = "const",
               key: jax.Array | None = None, return_intermediates: bool = False):
     """ws [B, num_ws, w_dim] → NCHW image [B, C, R, R] float32 (nominally [−1, 1]). Noise: 'const' (the stored
@@ -528,6 +535,7 @@ def synthesis(config: StyleGAN2Config, variables: Mapping, ws: jax.Array, *, noi
     return to_nchw(Generator(config).apply(sub, ws, method=run))
 
 
+@functools.partial(jax.jit, static_argnames=("config", "noise_mode", "truncation_cutoff"))
 def generate(config: StyleGAN2Config, variables: Mapping, z: jax.Array, c: jax.Array | None = None, *,
              truncation_psi: float | jax.Array = 1.0, truncation_cutoff: int | None = None,
              noise_mode: str = "const", key: jax.Array | None = None, z2: jax.Array | None = None,
@@ -543,10 +551,6 @@ def generate(config: StyleGAN2Config, variables: Mapping, z: jax.Array, c: jax.A
         ws = style_mix(ws, ws2, inject_index)
     return synthesis(config, variables, ws, noise_mode=noise_mode, key=key)
 
-
-# `generate`, jitted (config, noise mode and cutoff static): eager callers otherwise dispatch the synthesis op by
-# op, far slower than compiling it once; inside an outer jit it is inlined.
-generate_jit = jax.jit(generate, static_argnames=("config", "noise_mode", "truncation_cutoff"))
 
 
 def to_nchw(img: jax.Array) -> jax.Array:

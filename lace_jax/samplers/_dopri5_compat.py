@@ -13,6 +13,11 @@ What it mimics (torchdiffeq `rk_common.py`, `misc.py`, `interp.py`, `odeint.py`)
 * no step is clipped to the end time: once a step passes it, z(t_end) is read from that step's quartic dense
   output through y0, y1, the Dormand–Prince midpoint, f0, f1.
 
+The network is traced twice: the initial step's two evaluations are one loop of two, and a step's six stages
+one loop over the tableau's rows (stages kept in a [7, ...] buffer, zero-padded rows, sums in torch's order), so
+the compiled program holds two copies of the vector field whatever the batch — written out, each evaluation
+site was a copy of its own (eight), and XLA optimised (on a GPU, autotuned) each again.
+
 float64 times: JAX runs float32 unless x64 is on, so the solver enables x64 only while it builds its own loop
 (`jax.enable_x64(True)` is a trace-time switch; the compiled program simply carries float64 scalars) and turns it
 off again around every call of the vector field, so user energies are traced exactly as in float32 mode.
@@ -63,11 +68,23 @@ def _rms(x: jax.Array) -> jax.Array:
     return jnp.sqrt(jnp.mean(jnp.square(jnp.abs(x))))
 
 
+# The tableau as arrays indexed by stage, for the stage loop: row i of _BETA_ROWS holds stage i's β padded with
+# zeros to 7 columns (a zero column adds k·(0·dt) = ±0 to the sum, which leaves every partial sum as it was).
+_ALPHA_ROWS = np.asarray(_ALPHA, np.float32)
+_AT_END = np.asarray([a == 1.0 for a in _ALPHA])
+_BETA_ROWS = np.zeros((len(_BETA), len(_BETA) + 1), np.float32)
+for _i, _row in enumerate(_BETA):
+    _BETA_ROWS[_i, :len(_row)] = np.asarray(_row, np.float64).astype(np.float32)
+_C_ERROR32 = np.asarray(_C_ERROR, np.float64).astype(np.float32)
+_C_MID32 = np.asarray(_C_MID, np.float64).astype(np.float32)
+
+
 def _wsum(ks, coeffs, dt32):
-    """Σ_j k_j·(c_j·dt) in float32, in order (torch: `sum(k * (c * dt), -1)`); zero coefficients contribute 0."""
+    """Σ_j k_j·(c_j·dt) in float32, in order (torch: `sum(k * (c * dt), -1)`); zero coefficients contribute 0.
+    `ks`: the stages (a list, or stacked in one array); `coeffs`: a float32 row (numpy, or traced)."""
     out = None
-    for k, c in zip(ks, coeffs):
-        term = k * (_f32(c) * dt32)
+    for j in range(len(coeffs)):
+        term = ks[j] * (coeffs[j] * dt32)
         out = term if out is None else out + term
     return out
 
@@ -76,7 +93,8 @@ def dopri5_torchdiffeq(func: Callable[[jax.Array, jax.Array, Any], jax.Array], y
                        t1: float, args: Any, *, rtol: float, atol: float, max_steps: int = 4096) -> CompatResult:
     """Solve dy/dt = func(t, y, args) from t0 to t1 (either direction) like torchdiffeq 0.2.5 `odeint(...,
     method='dopri5')` with `t = tensor([t0, t1], float32)`. `func` receives t as a float32 scalar (original
-    direction) and y float32 with y0's shape; `args` is a pytree passed through (energies, weights)."""
+    direction) and y float32 with y0's shape; `args` is a pytree passed through (energies, weights). `func` is
+    traced twice (see the module docstring)."""
     t_span = np.asarray([t0, t1], np.float32)
     if t_span[0] == t_span[1]:
         raise ValueError("dopri5_torchdiffeq: t0 and t1 must differ")
@@ -86,6 +104,7 @@ def dopri5_torchdiffeq(func: Callable[[jax.Array, jax.Array, Any], jax.Array], y
     s_end = float(sign * t_span[1])
     n_buf = 2 + 6 * int(max_steps)
     y0 = jnp.asarray(y0, jnp.float32)
+    n_stages = len(_ALPHA)
 
     with jax.enable_x64(True):
         def f(s32, y, args):
@@ -98,30 +117,41 @@ def dopri5_torchdiffeq(func: Callable[[jax.Array, jax.Array, Any], jax.Array], y
         rtol32, atol32 = jnp.asarray(rtol, jnp.float32), jnp.asarray(atol, jnp.float32)  # may be traced
         t_evals = jnp.full((n_buf,), jnp.nan, jnp.float32)
 
-        # ---- initial step (Hairer–Nørsett–Wanner), torchdiffeq `_select_initial_step`
+        # ---- initial step (Hairer–Nørsett–Wanner), torchdiffeq `_select_initial_step`: f(s0, y0), then
+        # f(s0 + h0, y0 + h0·f0) with h0 from the first evaluation; one loop of two so `func` is traced once here
         s0 = jnp.asarray(s_start, jnp.float64)
-        f0, te = f(s0.astype(jnp.float32), y0, args)
-        t_evals = t_evals.at[0].set(te)
         scale = atol32 + jnp.abs(y0) * rtol32
         d0 = _rms(y0 / scale)
-        d1 = _rms(f0 / scale)
-        small = (d0 < 1e-5) | (d1 < 1e-5)
-        h0 = jnp.where(small, _f32(1e-6), _f32(0.01) * d0 / jnp.where(small, _f32(1.0), d1))
-        h0 = jnp.abs(h0)
-        y1 = y0 + h0 * f0
-        f1, te = f((s0 + h0.astype(jnp.float64)).astype(jnp.float32), y1, args)
-        t_evals = t_evals.at[1].set(te)
+
+        def h0_of(f0):
+            d1 = _rms(f0 / scale)
+            small = (d0 < 1e-5) | (d1 < 1e-5)
+            h0 = jnp.where(small, _f32(1e-6), _f32(0.01) * d0 / jnp.where(small, _f32(1.0), d1))
+            return jnp.abs(h0), d1
+
+        def init_body(i, c):
+            f0, _, t_evals = c
+            h0, _ = h0_of(f0)
+            first = i == 0
+            s_in = jnp.where(first, s0.astype(jnp.float32), (s0 + h0.astype(jnp.float64)).astype(jnp.float32))
+            y_in = jnp.where(first, y0, y0 + h0 * f0)
+            fi, te = f(s_in, y_in, args)
+            return jnp.where(first, fi, f0), fi, t_evals.at[i].set(te)
+
+        zeros = jnp.zeros_like(y0)
+        f0, f1, t_evals = jax.lax.fori_loop(0, 2, init_body, (zeros, zeros, t_evals))
+        h0, d1 = h0_of(f0)
         d2 = jnp.abs(_rms((f1 - f0) / scale) / h0)
         tiny = (d1 <= 1e-15) & (d2 <= 1e-15)
         h1 = jnp.where(tiny, jnp.maximum(_f32(1e-6), h0 * _f32(1e-3)),
                        (_f32(0.01) / jnp.where(tiny, _f32(1.0), jnp.maximum(d1, d2))) ** _f32(1.0 / 5.0))
         dt_first = jnp.minimum(_f32(100.0) * h0, jnp.abs(h1)).astype(jnp.float64)
 
-        zeros = jnp.zeros_like(y0)
         s_end64 = jnp.asarray(s_end, jnp.float64)
         init = dict(y=y0, f=f0, t_prev=s0, t=s0, dt=dt_first, coeffs=(y0, zeros, zeros, zeros, zeros),
                     steps=jnp.int32(0), acc=jnp.int32(0), rej=jnp.int32(0), nfe=jnp.int32(2), t_evals=t_evals,
                     bad=jnp.asarray(False))
+        alpha_rows, at_end, beta_rows = jnp.asarray(_ALPHA_ROWS), jnp.asarray(_AT_END), jnp.asarray(_BETA_ROWS)
 
         def cond(st):
             return (s_end64 > st["t"]) & (st["steps"] < max_steps) & ~st["bad"]
@@ -132,21 +162,23 @@ def dopri5_torchdiffeq(func: Callable[[jax.Array, jax.Array, Any], jax.Array], y
             dt = jnp.maximum(dt, 0.0)
             t1 = t0 + dt
             t0_32, dt_32, t1_32 = t0.astype(jnp.float32), dt.astype(jnp.float32), t1.astype(jnp.float32)
-            ks = [f0]
-            t_evals, nfe = st["t_evals"], st["nfe"]
-            yi = y0
-            for alpha, betas in zip(_ALPHA, _BETA):
-                if alpha == 1.0:
-                    ti = jnp.nextafter(t1_32, jnp.float32(-jnp.inf))
-                else:
-                    ti = t0_32 + _f32(alpha) * dt_32
-                yi = y0 + _wsum(ks, betas, dt_32)
+            t_end_stage = jnp.nextafter(t1_32, jnp.float32(-jnp.inf))   # `Perturb.PREV` for the α = 1 stages
+
+            def stage(i, c):
+                # stage i + 1: y0 + Σ_{j ≤ i} k_j·(β_ij·dt) (the row's later columns are zero), at t0 + α_i·dt
+                ks, _, tes = c
+                ti = jnp.where(at_end[i], t_end_stage, t0_32 + alpha_rows[i] * dt_32)
+                yi = y0 + _wsum(ks, beta_rows[i], dt_32)
                 fi, te = f(ti, yi, args)
-                t_evals = t_evals.at[nfe].set(te)
-                nfe = nfe + 1
-                ks.append(fi)
-            y1, f1 = yi, ks[-1]
-            err = _wsum(ks, _C_ERROR, dt_32)
+                return ks.at[i + 1].set(fi), yi, tes.at[i].set(te)
+
+            ks0 = jnp.zeros((n_stages + 1,) + y0.shape, jnp.float32).at[0].set(f0)
+            ks, y1, tes = jax.lax.fori_loop(0, n_stages, stage, (ks0, y0, jnp.zeros((n_stages,), jnp.float32)))
+            t_evals = jax.lax.dynamic_update_slice(st["t_evals"], tes, (st["nfe"],))
+            nfe = st["nfe"] + n_stages
+            ks = [ks[j] for j in range(n_stages + 1)]
+            f1 = ks[-1]      # y1, the last stage's input, is the 5th-order solution (its β row holds the b weights)
+            err = _wsum(ks, _C_ERROR32, dt_32)
             tol = atol32 + rtol32 * jnp.maximum(jnp.abs(y0), jnp.abs(y1))
             ratio = _rms(err / tol)
             accept = ratio <= 1.0
@@ -154,7 +186,7 @@ def dopri5_torchdiffeq(func: Callable[[jax.Array, jax.Array, Any], jax.Array], y
             accept = accept & ~bad
 
             # dense output (torchdiffeq `_interp_fit`)
-            y_mid = y0 + _wsum(ks, _C_MID, dt_32)
+            y_mid = y0 + _wsum(ks, _C_MID32, dt_32)
             a = 2 * dt_32 * (f1 - f0) - 8 * (y1 + y0) + 16 * y_mid
             b = dt_32 * (5 * f0 - 3 * f1) + 18 * y0 + 14 * y1 - 32 * y_mid
             c = dt_32 * (f1 - 4 * f0) - 11 * y0 - 5 * y1 + 16 * y_mid

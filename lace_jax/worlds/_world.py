@@ -60,8 +60,8 @@ class GeneratorRender:
         from lace_jax.models import stylegan2 as sg
 
         c = None if self.c is None else jnp.broadcast_to(self.c, (z.shape[0],) + self.c.shape)
-        return sg.generate_jit(self.config, self.variables, z, c, truncation_psi=self.truncation_psi,
-                               noise_mode=self.noise_mode)
+        return sg.generate(self.config, self.variables, z, c, truncation_psi=self.truncation_psi,
+                           noise_mode=self.noise_mode)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -53,8 +53,8 @@ class DefaultModel:
 
     def generate(self, z: jax.Array, *, truncation_psi: float = 1.0, noise_mode: str = "const") -> jax.Array:
         """Images [B, 3, 32, 32] in [−1, 1] from latents z [B, z_dim]."""
-        return sg.generate_jit(self.generator_config, self.generator, z, truncation_psi=truncation_psi,
-                               noise_mode=noise_mode)
+        return sg.generate(self.generator_config, self.generator, z, truncation_psi=truncation_psi,
+                           noise_mode=noise_mode)
 
     def judge(self, images: jax.Array) -> dict:
         """The judge's outputs on NCHW images: logits per discrete attribute, values [B, 5], features [B, F]."""

@@ -354,6 +354,28 @@ def test_truncation_cutoff_style_mix_and_w_avg_update(small):
     np.testing.assert_allclose(np.asarray(new), 0.9 * 0.3 + 0.1 * np.asarray(ws1[:, 0]).mean(0), rtol=1e-5)
 
 
+def test_public_entry_points_compile_once_per_config_and_shape():
+    """mapping, mapping_w, synthesis and generate are jitted where they stand (config static, ψ and arrays traced):
+    an eager caller runs one compiled program per config and shape instead of the Flax module op by op (31-36 s
+    against 2.7-3.4 s for two 1024-px images), with the module's numbers."""
+    names = ("mapping", "mapping_w", "synthesis", "generate")
+    v = S.init(TINY, jax.random.PRNGKey(3))
+    z = jax.random.normal(jax.random.PRNGKey(4), (2, 8))
+    c = jax.nn.one_hot(jnp.arange(2), 2)
+    before = {n: getattr(S, n)._cache_size() for n in names}
+    for psi in (0.5, 0.7):
+        ws = S.mapping(TINY, v, z + psi, c, truncation_psi=psi)
+        S.mapping_w(TINY, v, z + psi, c, truncation_psi=psi)
+        S.synthesis(TINY, v, ws)
+        img = S.generate(TINY, v, z + psi, c, truncation_psi=psi)
+    assert {n: getattr(S, n)._cache_size() - before[n] for n in names} == dict.fromkeys(names, 1)
+    S.mapping(TINY.replace(lr_multiplier=0.02), v, z, c)          # another config: another program
+    assert S.mapping._cache_size() == before["mapping"] + 2
+    with jax.disable_jit():
+        ref = S.generate(TINY, v, z + 0.7, c, truncation_psi=0.7)
+    np.testing.assert_allclose(np.asarray(img), np.asarray(ref), rtol=0, atol=1e-5)
+
+
 def test_to_uint8_rule():
     x = np.array([-2.0, -1.0, -0.004, 0.0, 0.5, 0.999, 1.0, 3.0], np.float32).reshape(1, 1, 1, 8)
     got = S.to_uint8(x)

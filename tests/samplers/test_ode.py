@@ -1,5 +1,7 @@
 """PF-ODE: LACE reference runs (Euler grid, torchdiffeq-compatible dopri5, Diffrax dopri5), the exact solution of
 the linear-Gaussian case, NFE counting, failure masking, jit/vmap behaviour."""
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -221,6 +223,32 @@ def test_jit_traces_once_and_batch_of_one_equals_row_of_eight():
     r1 = f(e1, z[5:6])
     np.testing.assert_allclose(np.asarray(r1.z[0]), np.asarray(r8.z[5]), rtol=1e-6, atol=1e-6)
     assert int(r1.nfe[0]) == int(r8.nfe[5])
+
+
+_COUNTED = []
+
+
+def _counted_linear(a, z):
+    _COUNTED.append(1)
+    return a @ z
+
+
+@pytest.mark.parametrize("kw,copies", [(dict(torchdiffeq_compat=True), 2), (dict(solver="dopri5"), 3),
+                                       (dict(solver="euler", step_size=0.01), 3)])
+def test_the_program_holds_a_fixed_number_of_energy_copies_at_any_batch(kw, copies):
+    """Every traced call of the energy is one more copy of the network in the compiled program (compile time, and
+    GPU autotuning per copy). The compat dopri5 traces it once per loop (initial step, stages), not once per
+    evaluation site (it was 8); Diffrax once per loop plus a shape-only trace. The lowered program must not
+    grow with the batch either (nothing batch-sized baked in as a constant)."""
+    a = jnp.asarray([0.3, -0.5, 0.8, 0.1], jnp.float32)
+    e = E.continuous(Partial(_counted_linear, a), 0.5, 1.0)
+    sizes = []
+    for b in (1, 4096):
+        _COUNTED.clear()
+        low = jax.jit(lambda e, z: ode.sample_ode(None, e, z, **kw).z).lower(e, jnp.zeros((b, 4), jnp.float32))
+        assert len(_COUNTED) == copies, (kw, b, len(_COUNTED))
+        sizes.append(len(re.sub(r"[0-9]", "", low.as_text())))      # shapes' digits aside
+    assert abs(sizes[1] - sizes[0]) < 0.01 * sizes[0], sizes
 
 
 def test_bad_arguments_raise():
