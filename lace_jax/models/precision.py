@@ -25,8 +25,9 @@ from jax import lax
 POLICIES = ("highest", "tf32", "bf16")
 CHOICES = POLICIES + ("auto",)
 DEFAULT = "highest"
-# what `auto` means on a GPU; set from benchmarks/sampling.py's precision section (docs/performance.md)
-GPU_DEFAULT = "highest"
+# what `auto` means on a GPU, chosen from benchmarks/sampling.py's precision section on an H200
+# (docs/performance.md, "Matmul precision of the drift": at LACE's final-latent error with the compat and best solves)
+GPU_DEFAULT = "tf32"
 
 
 def check(policy: Any) -> str:
