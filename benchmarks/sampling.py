@@ -103,18 +103,24 @@ def matmul_peak(n=2048, dtype=jnp.float32, reps=20) -> dict:
     """GFLOP/s of a jitted n×n×n matmul: median and best of `reps` after warm-up. Peak fractions use the best: on a
     shared VM one median came out at 212 GFLOP/s where the same machine gave 345 minutes earlier, below what the
     batch-512 drift itself reached (230)."""
+    ts = _matmul_times(lambda a, b: jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST), n, dtype, reps)
+    med = statistics.median(ts)
+    return dict(n=n, dtype=str(jnp.dtype(dtype)), seconds=med, gflops=2 * n ** 3 / med / 1e9,
+                best_gflops=2 * n ** 3 / min(ts) / 1e9)
+
+
+def _matmul_times(product, n: int, dtype, reps: int) -> list:
+    """Seconds of `reps` calls of jitted `product(a, b)` on n×n arrays of `dtype`, after one warm-up call."""
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n)).astype(dtype)
     b = jax.random.normal(jax.random.PRNGKey(1), (n, n)).astype(dtype)
-    f = jax.jit(lambda a, b: jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST))
+    f = jax.jit(product)
     jax.block_until_ready(f(a, b))
     ts = []
     for _ in range(reps):
         t = time.perf_counter()
         jax.block_until_ready(f(a, b))
         ts.append(time.perf_counter() - t)
-    med = statistics.median(ts)
-    return dict(n=n, dtype=str(jnp.dtype(dtype)), seconds=med, gflops=2 * n ** 3 / med / 1e9,
-                best_gflops=2 * n ** 3 / min(ts) / 1e9)
+    return ts
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -494,17 +500,9 @@ def nfe_search(setup: Setup, b: int, zref: np.ndarray, reps: int, quick: bool) -
 def policy_peaks(n: int, reps: int = 20) -> dict:
     """GFLOP/s (best of `reps`) of a jitted n³ matmul of float32 arrays under each policy of `precision.POLICIES`:
     the ceiling each policy's drift can reach on this device."""
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
-    b = jax.random.normal(jax.random.PRNGKey(1), (n, n))
     out = {}
     for policy in MP.POLICIES:
-        f = jax.jit(functools.partial(MP.matmul, policy=policy))
-        jax.block_until_ready(f(a, b))
-        ts = []
-        for _ in range(reps):
-            t = time.perf_counter()
-            jax.block_until_ready(f(a, b))
-            ts.append(time.perf_counter() - t)
+        ts = _matmul_times(functools.partial(MP.matmul, policy=policy), n, jnp.float32, reps)
         out[policy] = dict(n=n, seconds=statistics.median(ts), best_gflops=2 * n ** 3 / min(ts) / 1e9)
     log("matmul peak per policy", {k: round(v["best_gflops"], 1) for k, v in out.items()})
     return out

@@ -17,18 +17,11 @@ from lace_jax import energy
 from lace_jax.runs import chunks
 from lace_jax.worlds import toy2d
 from lace_jax import samplers
+from tests.runs.toys import PARAMS, toy_per_sample
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _toy_per_sample(params, key, index):
-    """Cheap stand-in sampler: z = scale·N(0, I) + shift; fails (NaN row) when z[0] < -1."""
-    z = jax.random.normal(key, (3,)) * params["scale"] + params["shift"]
-    ok = z[0] >= -1.0
-    return jnp.where(ok, z, jnp.nan), ok, {"nfe": jnp.int32(7) + index % 3}
-
-
-PARAMS = {"scale": jnp.float32(1.5), "shift": jnp.float32(0.25)}
 
 
 def _expected(seed: int, n: int) -> np.ndarray:
@@ -40,7 +33,7 @@ def _expected(seed: int, n: int) -> np.ndarray:
 def test_keys_per_sample_independent_of_chunk_size():
     ref = _expected(5, 23)
     for chunk in (4, 23, 50):
-        r = chunks.generate(_toy_per_sample, PARAMS, num_samples=23, chunk_size=chunk, seed=5)
+        r = chunks.generate(toy_per_sample, PARAMS, num_samples=23, chunk_size=chunk, seed=5)
         ok = ref[:, 0] >= -1
         np.testing.assert_array_equal(r.success, ok)
         np.testing.assert_allclose(r.z[ok], ref[ok], rtol=1e-6, atol=1e-6)
@@ -56,9 +49,9 @@ def test_resume_after_interruption_recomputes_nothing(tmp_path):
 
     def counted(params, key, index):
         jax.debug.callback(lambda i: calls.extend(np.asarray(i).ravel().tolist()), index)
-        return _toy_per_sample(params, key, index)
+        return toy_per_sample(params, key, index)
 
-    full = chunks.generate(_toy_per_sample, PARAMS, num_samples=18, chunk_size=4, seed=1)   # 5 chunks
+    full = chunks.generate(toy_per_sample, PARAMS, num_samples=18, chunk_size=4, seed=1)   # 5 chunks
 
     seen = []
 
@@ -100,14 +93,14 @@ def test_resume_after_interruption_recomputes_nothing(tmp_path):
 
 def test_incomplete_chunk_is_recomputed_and_other_runs_refused(tmp_path):
     out = tmp_path / "run"
-    chunks.generate(_toy_per_sample, PARAMS, num_samples=8, chunk_size=4, seed=2, out_dir=out)
+    chunks.generate(toy_per_sample, PARAMS, num_samples=8, chunk_size=4, seed=2, out_dir=out)
     (out / "chunks" / "chunk_00001.npz").write_bytes(b"PK\x03\x04 truncated")
-    res = chunks.generate(_toy_per_sample, PARAMS, num_samples=8, chunk_size=4, seed=2, out_dir=out)
+    res = chunks.generate(toy_per_sample, PARAMS, num_samples=8, chunk_size=4, seed=2, out_dir=out)
     assert res.computed_chunks == (1,)
     with pytest.raises(chunks.BatchError, match="seed"):
-        chunks.generate(_toy_per_sample, PARAMS, num_samples=8, chunk_size=4, seed=3, out_dir=out)
+        chunks.generate(toy_per_sample, PARAMS, num_samples=8, chunk_size=4, seed=3, out_dir=out)
     with pytest.raises(chunks.BatchError, match="chunk_size"):
-        chunks.generate(_toy_per_sample, PARAMS, num_samples=8, chunk_size=2, seed=2, out_dir=out)
+        chunks.generate(toy_per_sample, PARAMS, num_samples=8, chunk_size=2, seed=2, out_dir=out)
 
 
 def test_sampler_fn_matches_batch_of_one_runs(tmp_path):

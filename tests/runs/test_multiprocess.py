@@ -14,8 +14,6 @@ import threading
 import time
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -23,18 +21,11 @@ from cli import distributed as cli_distributed
 from lace_jax.config import load_config
 from lace_jax.runs import chunks, sampling
 from lace_jax.runs.request import Request
+from tests.runs.toys import PARAMS, toy_per_sample
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _toy_per_sample(params, key, index):
-    """z = scale·N(0, I) + shift, failing (NaN row) when z[0] < −1."""
-    z = jax.random.normal(key, (3,)) * params["scale"] + params["shift"]
-    ok = z[0] >= -1.0
-    return jnp.where(ok, z, jnp.nan), ok, {"nfe": jnp.int32(7) + index % 3}
-
-
-PARAMS = {"scale": jnp.float32(1.5), "shift": jnp.float32(0.25)}
 CACHE: dict = {}       # one compilation of the toy chunk function for every call below
 
 
@@ -46,15 +37,15 @@ def _same(a, b):
 
 
 def test_shares_are_disjoint_and_merge_into_the_single_process_samples(tmp_path):
-    ref = chunks.generate(_toy_per_sample, PARAMS, num_samples=23, chunk_size=4, seed=5,
+    ref = chunks.generate(toy_per_sample, PARAMS, num_samples=23, chunk_size=4, seed=5,
                           cache=CACHE)     # 6 chunks, in memory
     assert 0 < len(ref.failed_indices) < 23
     out = tmp_path / "three"
     shares = [chunks.Processes(index=i, count=3, chunk_offset=1) for i in range(3)]
     for share in shares[1:]:      # processes 1 and 2 write their chunks and leave
-        assert chunks.generate(_toy_per_sample, PARAMS, num_samples=23, chunk_size=4, seed=5, out_dir=out,
+        assert chunks.generate(toy_per_sample, PARAMS, num_samples=23, chunk_size=4, seed=5, out_dir=out,
                                processes=share, wait=False, cache=CACHE) is None
-    res = chunks.generate(_toy_per_sample, PARAMS, num_samples=23, chunk_size=4, seed=5, out_dir=out,
+    res = chunks.generate(toy_per_sample, PARAMS, num_samples=23, chunk_size=4, seed=5, out_dir=out,
                           processes=shares[0], cache=CACHE)      # process 0 finds the others' chunks and merges
     _same(res, ref)
     assert res.computed_chunks == (2, 5)            # (1 + k) % 3 == 0
@@ -64,12 +55,12 @@ def test_shares_are_disjoint_and_merge_into_the_single_process_samples(tmp_path)
     # process 1 of 2 alone, killed after its share: a single process resumes and computes only the rest
     out2 = tmp_path / "resume"
     lines = []
-    chunks.generate(_toy_per_sample, PARAMS, num_samples=23, chunk_size=4, seed=5, out_dir=out2,
+    chunks.generate(toy_per_sample, PARAMS, num_samples=23, chunk_size=4, seed=5, out_dir=out2,
                     processes=chunks.Processes(index=1, count=2), wait=False, progress=lines.append, cache=CACHE)
     assert [p.chunk for p in lines] == [1, 3, 5] and lines[-1].done == lines[-1].total == 4 + 4 + 3
     with pytest.raises(chunks.BatchError, match=r"chunks \[0, 2, 4\] are missing"):
         chunks.merge(out2)
-    res = chunks.generate(_toy_per_sample, PARAMS, num_samples=23, chunk_size=4, seed=5, out_dir=out2,
+    res = chunks.generate(toy_per_sample, PARAMS, num_samples=23, chunk_size=4, seed=5, out_dir=out2,
                           processes=chunks.Processes(index=0, count=1), cache=CACHE)
     assert res.computed_chunks == (0, 2, 4)
     _same(res, ref)
@@ -79,7 +70,7 @@ def test_waiting_for_another_process_times_out_with_the_missing_chunks(tmp_path)
     share = chunks.Processes(index=0, count=2, timeout_s=0.3, poll_s=0.05)
     t0 = time.monotonic()
     with pytest.raises(chunks.BatchError, match=r"waited 0s for .* chunks \[1\]"):
-        chunks.generate(_toy_per_sample, PARAMS, num_samples=8, chunk_size=4, seed=0, out_dir=tmp_path,
+        chunks.generate(toy_per_sample, PARAMS, num_samples=8, chunk_size=4, seed=0, out_dir=tmp_path,
                         processes=share, cache=CACHE)
     assert 0.3 <= time.monotonic() - t0 < 5
     seen = []
