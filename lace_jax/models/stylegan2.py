@@ -506,7 +506,7 @@ def mapping(config: StyleGAN2Config, variables: Mapping, z: jax.Array | None, c:
                                    method=lambda m, *a: m.mapping(*a))
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
+@functools.partial(jax.jit, static_argnames=("config", "precision"))
 def mapping_w(config: StyleGAN2Config, variables: Mapping, z: jax.Array | None, c: jax.Array | None = None, *,
               truncation_psi: float | jax.Array = 1.0, precision: str = "highest") -> jax.Array:
     """z → a single w [B, w_dim] (no broadcast; truncation on all of it): LACE's `z → w` map; `precision`: the fc
