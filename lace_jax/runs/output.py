@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
@@ -35,15 +37,15 @@ def prepare_out_dir(out_dir: Path, stale: Iterable[str] = STALE, fresh_dirs: Seq
     (earlier chunks, when the caller asked for a fresh start)."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write_test"
-        probe.write_text("")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=".write_test_", dir=out_dir)   # own name: processes share the folder
+        os.close(fd)
+        os.unlink(probe)
     except OSError as err:
         raise RequestError(f"cannot write to --out_dir {out_dir}: {err.strerror or err}") from None
     for pattern in stale:
         for path in out_dir.glob(pattern):
             if path.is_file():
-                path.unlink()
+                path.unlink(missing_ok=True)       # another process of the run may have removed it first
     for d in fresh_dirs:
         shutil.rmtree(out_dir / d, ignore_errors=True)
 

@@ -72,7 +72,8 @@ def test_waiting_for_another_process_times_out_with_the_missing_chunks(tmp_path)
     with pytest.raises(chunks.BatchError, match=r"waited 0s for .* chunks \[1\]"):
         chunks.generate(toy_per_sample, PARAMS, num_samples=8, chunk_size=4, seed=0, out_dir=tmp_path,
                         processes=share, cache=CACHE)
-    assert 0.3 <= time.monotonic() - t0 < 5
+    # it gives up instead of hanging (the bound leaves room for computing chunk 0 on a loaded CI machine)
+    assert 0.3 <= time.monotonic() - t0 < 120
     seen = []
     with pytest.raises(chunks.BatchError):
         chunks.merge(tmp_path, wait=True, timeout_s=0.1, poll_s=0.05, on_wait=seen.append)

@@ -1,0 +1,36 @@
+"""`runs.output.prepare_out_dir`: processes of one run prepare the same folder at once without tripping over each
+other (each writability probe has its own name; stale outputs may vanish under another process), and a folder that
+cannot be written is a RequestError naming it."""
+import threading
+
+import pytest
+
+from lace_jax.runs import output
+from lace_jax.runs.request import RequestError
+
+
+def test_many_processes_prepare_one_folder_at_once(tmp_path):
+    errors = []
+
+    def one():
+        for _ in range(200):
+            try:
+                (tmp_path / "grid.png").write_bytes(b"stale")      # an earlier run's output, removed by whoever comes
+                output.prepare_out_dir(tmp_path)
+            except Exception as err:  # noqa: BLE001 - surfaced below
+                errors.append(err)
+
+    threads = [threading.Thread(target=one) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    assert not list(tmp_path.glob(".write_test*"))
+
+
+def test_an_unwritable_folder_is_named(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(RequestError, match="cannot write to --out_dir .*file/out"):
+        output.prepare_out_dir(blocker / "out")
