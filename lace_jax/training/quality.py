@@ -7,7 +7,8 @@ shapes world, since Inception weights cannot be downloaded here).
 
 Reports FD(generated, real), the floor FD(real′, real) between two independent render sets of the same size, and
 FD(early EMA snapshot, real) for a badly trained reference, plus the judge's class frequencies on generated images
-(a uniform world has 1/4 per shape and 1/3 per background).
+(a uniform world has 1/4 per shape and 1/3 per background) and the fit judge's verdicts on them (`fit_summary`: the
+realistic fraction and the realistic shapes' frequencies, what issue 21's bar is measured in).
 """
 from __future__ import annotations
 
