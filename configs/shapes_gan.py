@@ -24,6 +24,7 @@ def get_config() -> dict:
         "ema_rampup": 0.05,
         "steps": 100000,                     # in practice the wall budget ends the run; the card records steps
         "max_wall_s": 3300.0,
+        "steps_per_call": "auto",            # iterations per jitted call: 1 on CPU, 100 on an accelerator
         "log_every": 50,
         "ckpt_every": 250,
         "early_snapshot_step": 250,          # EMA G kept for the 'badly trained' Fréchet reference

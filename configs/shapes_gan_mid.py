@@ -2,8 +2,9 @@
 (G {4: 128, 8: 128, 16: 64, 32: 32}, D [32, 64, 128, 128]) at batch 128, otherwise `shapes_gan`.
 
 Its train state after 12,375 iterations (1.58 M images, 4.3 minutes of training on one H200) is kept in
-`experiments/gan_mid_state`; continue it with
-`python train.py --config shapes_gan_mid --workdir experiments/gan_mid_state --set max_wall_s=...`."""
+`experiments/gan_mid_state`; continue a copy of it with
+`python train.py --config shapes_gan_mid --workdir <copy> --set max_wall_s=...`, or try recipes on it with
+`experiments/gan_recipes.py`."""
 from configs import shapes_gan
 
 

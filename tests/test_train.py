@@ -1,5 +1,6 @@
 """Training: tiny runs lower their losses, and an interrupted run resumes to bit-identical parameters."""
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -128,3 +129,33 @@ def test_gan_continues_from_a_trained_generator(tmp_path):
         gan_run.build(other)
     with pytest.raises(FileNotFoundError, match="neither a generator checkpoint"):
         gan_run.build(_tiny_gan_config(init_from=str(tmp_path / "nothing")))
+
+
+@pytest.mark.slow
+def test_gan_blocks_match_per_iteration_steps_on_the_real_networks(tmp_path):
+    """StyleGAN2 G and the resnet D at the tiny config (R1 every 2, one d-only iteration): 5 iterations as blocks
+    of ≤ 4 (`steps_per_call`, as `train_gan` runs them) equal 5 per-iteration steps to float tolerance, and so does
+    the first of two vmapped variants (the vmapped modulated and strided convolutions)."""
+    from lace_jax.data import shapes
+    from lace_jax.training import gan, gan_run
+    cfg = _tiny_gan_config(d_warmup_steps=1)
+    straight, _ = _gan_run(cfg, tmp_path / "a", 5)
+    _, _, _, state, g_apply, d_apply, k_train = gan_run.build(cfg)
+    block = gan.make_train_block(g_apply, d_apply, lambda k, b: shapes.sample(k, b, cfg["resolution"])[0],
+                                 gan_run.hyper(cfg), k_train, 4)
+    blocks, n = loop.run(state, block, num_steps=5, workdir=tmp_path / "b", ckpt_every=1000, log_every=1000,
+                         steps_per_call=4)
+    assert n == 5
+    for a, b in zip(jax.tree_util.tree_leaves(straight), jax.tree_util.tree_leaves(blocks)):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6)
+    assert max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in
+               zip(jax.tree_util.tree_leaves(state["g"]), jax.tree_util.tree_leaves(blocks["g"]))) > 0
+    # the same block vmapped over 2 variants (the config's recipe and another): variant 0 equals the run above
+    h = gan_run.hyper(cfg)
+    run = gan.make_variants_block(g_apply, d_apply, lambda k, b: shapes.sample(k, b, cfg["resolution"])[0], h, 8)
+    recipes = gan.stack_recipes([gan.recipe(h, k_train), gan.recipe(h, k_train, r1_gamma=1.0, d_lr=1e-3)])
+    states, _, m = run(gan.stack_recipes([state, state]), recipes, 0, 5, jnp.zeros(2))
+    for a, b in zip(jax.tree_util.tree_leaves(straight), jax.tree_util.tree_leaves(gan.unstack(states, 0))):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6)
+    assert np.all(np.isfinite(np.asarray(m["loss_d"])[:, :5]))
+    assert float(np.abs(np.asarray(m["d_real"])[0, 1:5] - np.asarray(m["d_real"])[1, 1:5]).max()) > 0

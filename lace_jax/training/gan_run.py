@@ -34,6 +34,22 @@ def hyper(config: dict) -> gan.GanHyper:
                         d_warmup=int(config.get("d_warmup_steps", 0)))
 
 
+ACCELERATOR_STEPS_PER_CALL = 100
+
+
+def steps_per_call(config: dict) -> int:
+    """Iterations per jitted call in `train_gan`: the config's `steps_per_call`, an int ≥ 1 or "auto" (default):
+    1 on CPU, where XLA runs the weight-gradient convolutions inside a loop body several times slower than in a
+    call of their own (docs/default_model.md), and `ACCELERATOR_STEPS_PER_CALL` on an accelerator, where one
+    iteration per Python call bounded the run by dispatch."""
+    value = config.get("steps_per_call", "auto")
+    if value == "auto":
+        return 1 if jax.default_backend() == "cpu" else ACCELERATOR_STEPS_PER_CALL
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"steps_per_call must be an int ≥ 1 or 'auto', got {value!r}")
+    return value
+
+
 def initial_generator(source: str | Path, g_cfg: sg.StyleGAN2Config) -> dict:
     """Generator variables to start a run from: a `stylegan2` checkpoint directory (an exported generator,
     e.g. `lace_jax/assets/default/generator`) or a shapes_gan workdir (its newest EMA generator). Its
@@ -80,12 +96,17 @@ def build(config: dict):
 
 
 def train_gan(config: dict, workdir: str | Path, log: Callable[[str], None] = print) -> dict:
-    """Train until `steps` or the wall budget; write grids, an early EMA snapshot and `gan_run.json`."""
+    """Train until `steps` or the wall budget; write grids, an early EMA snapshot and `gan_run.json`.
+    `steps_per_call` (`steps_per_call(config)`) > 1 runs that many iterations per jitted call
+    (`gan.make_train_block`)."""
     workdir = Path(workdir)
     g_cfg, buffers, _, state, g_apply, d_apply, k_train = build(config)
     h = hyper(config)
     res = int(config["resolution"])
-    step_fn = gan.make_steps(g_apply, d_apply, lambda k, b: shapes.sample(k, b, res)[0], h, k_train)
+    per_call = steps_per_call(config)
+    sample_real = lambda k, b: shapes.sample(k, b, res)[0]
+    step_fn = (gan.make_train_block(g_apply, d_apply, sample_real, h, k_train, per_call) if per_call > 1 else
+               gan.make_steps(g_apply, d_apply, sample_real, h, k_train))
     grid_z = jax.random.normal(jax.random.PRNGKey(int(config["grid_seed"])), (int(config["grid_size"]), h.z_dim))
     render_ema = jax.jit(lambda p: sg.generate(g_cfg, {"params": p, "buffers": buffers}, grid_z))
     (workdir / "samples").mkdir(parents=True, exist_ok=True)
@@ -109,7 +130,7 @@ def train_gan(config: dict, workdir: str | Path, log: Callable[[str], None] = pr
     state, steps = loop.run(state, step_fn, num_steps=int(config["steps"]), workdir=workdir,
                             ckpt_every=int(config["ckpt_every"]), log_every=int(config["log_every"]),
                             max_wall_s=config.get("max_wall_s"), images_per_step=h.batch_size,
-                            on_log=on_log, on_checkpoint=on_checkpoint)
+                            on_log=on_log, on_checkpoint=on_checkpoint, steps_per_call=per_call)
     record = {"steps": steps, "kimg": steps * h.batch_size / 1000, "wall_s_this_run": time.time() - t0}
     with open(workdir / "gan_run.json", "a") as fh:
         fh.write(json.dumps(record) + "\n")

@@ -18,7 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 State = Any
-StepFn = Callable[[State, int], tuple[State, dict]]
+StepFn = Callable[..., tuple[State, dict]]   # (state, step) or, in blocks, (state, step, n)
 
 
 def checkpoint_manager(directory: str | Path, max_to_keep: int = 2) -> ocp.CheckpointManager:
@@ -47,23 +47,35 @@ def save(manager: ocp.CheckpointManager, step: int, state: State) -> None:
 def run(state: State, step_fn: StepFn, *, num_steps: int, workdir: str | Path, ckpt_every: int = 500,
         log_every: int = 50, max_wall_s: float | None = None, images_per_step: int = 0,
         on_log: Callable[[int, dict, float], None] | None = None,
-        on_checkpoint: Callable[[int, State], None] | None = None) -> tuple[State, int]:
+        on_checkpoint: Callable[[int, State], None] | None = None, steps_per_call: int = 1) -> tuple[State, int]:
     """Run `step_fn(state, step)` from the last checkpoint in `workdir/checkpoints` up to `num_steps`.
 
     Stops early (with a checkpoint) once `max_wall_s` seconds have passed. `on_log(step, metrics, img_per_s)` is
     called every `log_every` steps with float metrics; `on_checkpoint(step, state)` after each save (sample grids).
+    With `steps_per_call` > 1, `step_fn(state, step, n)` runs iterations step … step + n − 1 (n ≤ steps_per_call)
+    in one call and returns metrics per iteration (a leading axis; row n − 1 is logged). Blocks end at every log
+    and checkpoint step and at `num_steps`, so the same steps are logged and saved as one iteration per call
+    would; the wall budget is checked between blocks.
     Returns the final state and the number of steps done in total.
     """
+    if steps_per_call < 1:
+        raise ValueError(f"loop.run: steps_per_call must be ≥ 1, got {steps_per_call}")
     manager = checkpoint_manager(Path(workdir) / "checkpoints")
     state, step = restore_latest(manager, state)
     start = time.time()
     last_t, last_step = start, step
     saved_at = step
     while step < num_steps:
-        state, metrics = step_fn(state, step)
-        step += 1
+        if steps_per_call == 1:
+            n = 1
+            state, metrics = step_fn(state, step)
+        else:
+            n = min(steps_per_call, num_steps - step, log_every - step % log_every, ckpt_every - step % ckpt_every)
+            state, metrics = step_fn(state, step, n)
+        step += n
         if on_log is not None and (step % log_every == 0 or step == num_steps):
-            metrics = {k: float(np.asarray(v)) for k, v in metrics.items()}
+            metrics = {k: float(np.asarray(v)[n - 1] if steps_per_call > 1 else np.asarray(v))
+                       for k, v in metrics.items()}
             now = time.time()
             rate = images_per_step * (step - last_step) / max(now - last_t, 1e-9)
             on_log(step, metrics, rate)
