@@ -6,8 +6,9 @@ Three ways to run the same iterations of `lace_jax.training.gan` (same maths; te
   variants       `make_variants_block`: the block vmapped over `--variants` recipes (R1 γ, D lr, seed differ)
 Images per second count `batch_size` images per iteration and variant (as `train.py` logs them); `variants` is
 reported per variant and in total; images per CPU-second of this process are recorded too (on a shared CPU they
-move less with other load; on a GPU they say how busy the host is). Modes are timed interleaved (a, b, c, a, b, c, …) in one process, so the ratios
-are measured under the same load; the first call of each mode (compilation included) is timed apart.
+move less with other load; on a GPU they say how busy the host is). Modes are timed interleaved (a, b, c, a, b,
+c, …) in one process, so the ratios are measured under the same load; the first call of each mode (compilation
+included) is timed apart. On CPU a block is several times slower than separate calls (benchmarks/README.md).
 
     python benchmarks/gan_train.py --config shapes_gan_mid --out $OUT/gan_train.json        # a GPU
     python benchmarks/gan_train.py --tiny --out /tmp/gan_train_tiny.json                    # CPU rehearsal

@@ -15,7 +15,8 @@ trained generator with a fresh discriminator first lets D catch up, so G does no
 Three ways to run the same iterations (same maths, same randomness; tests/training/test_gan_block.py):
 - `make_steps`: `train_step(state, step)`, one iteration per Python call (2–3 jitted calls: main or d-only, R1).
 - `make_block` / `make_train_block`: up to `max_steps` iterations in one jitted call (`lax.fori_loop` over
-  `iteration`, which picks d-only / main and R1 with `lax.cond`), so an accelerator is not bound by Python dispatch.
+  `iteration`, which picks d-only / main and R1 with `lax.cond`), so an accelerator is not bound by Python dispatch
+  (on CPU it is slower than separate calls: `gan_run.steps_per_call`).
 - `make_variants_block`: the block under `jax.vmap` over a leading "variant" axis of the train state and of a
   `Recipe` (seed, G/D learning rates, R1 γ as traced values): V recipes of one architecture, one compilation.
 The train state's layout is the same in every path (optax.adam's state; the learning rate is traced, not stored),
