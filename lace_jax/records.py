@@ -1,6 +1,7 @@
 """Run records: environment facts and atomic JSON/NPZ writes, so no output is left half-written."""
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -20,11 +21,11 @@ def environment() -> dict:
 
     versions = {"python": sys.version.split()[0], "lace_jax": lace_jax.__version__, "jax": jax.__version__,
                 "numpy": np.__version__}
-    for name in ("jaxlib", "flax", "optax", "diffrax", "orbax.checkpoint"):
-        try:
-            module = __import__(name, fromlist=["__version__"])
-            versions[name] = getattr(module, "__version__", "?")
-        except ImportError:
+    for name, dist in (("jaxlib", "jaxlib"), ("flax", "flax"), ("optax", "optax"), ("diffrax", "diffrax"),
+                       ("orbax.checkpoint", "orbax-checkpoint")):
+        try:                       # read from the installed metadata: importing them all takes seconds
+            versions[name] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
             pass
     devices = jax.devices()
     return {"versions": versions, "platform": platform.platform(), "backend": jax.default_backend(),
