@@ -46,6 +46,41 @@ def file_identity(path: str | Path) -> dict:
     return {"file": path.name, "size": path.stat().st_size, "sha256": h.hexdigest()}
 
 
+def shareable(obj: Any, *, cwd: str | Path | None = None, home: str | Path | None = None) -> Any:
+    """`obj` (nested dicts, lists, strings) with every absolute path made relative to `cwd` (default: the working
+    directory) when inside it, `~/…` when inside `home` (default: the user's), else `…/<name>`, also after the `=`
+    of `--flag=/a/path`: a record that people share names no directory of the machine it was made on."""
+    cwd = Path(cwd if cwd is not None else os.getcwd())
+    home = Path(home if home is not None else Path.home())
+
+    def path(text: str) -> str:
+        p = Path(os.path.normpath(text))
+        for base, prefix in ((cwd, ""), (home, "~")):
+            try:
+                rel = p.relative_to(base)
+            except ValueError:
+                continue
+            return str(Path(prefix) / rel) if prefix else (str(rel) or ".")
+        return f"…/{p.name}" if p.name else "…"
+
+    def walk(x: Any) -> Any:
+        if isinstance(x, Mapping):
+            return {k: walk(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return type(x)(walk(v) for v in x)
+        if isinstance(x, Path):
+            x = str(x)
+        if isinstance(x, str):
+            if os.path.isabs(x):
+                return path(x)
+            head, eq, tail = x.partition("=")
+            if eq and head.startswith("-") and os.path.isabs(tail):
+                return f"{head}={path(tail)}"
+        return x
+
+    return walk(obj)
+
+
 def to_jsonable(obj: Any) -> Any:
     """Convert numpy/jax scalars and arrays (and nested containers) to plain JSON types; NaN → None."""
     if isinstance(obj, Mapping):

@@ -44,8 +44,11 @@ def test_default_run_on_the_shipped_model(tmp_path):
     proc = _run("--num_samples", "4", "--out_dir", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "condition 4/4" in proc.stdout and "samples/s" in proc.stdout
-    record = json.loads((out / "record.json").read_text())
+    text = (out / "record.json").read_text()
+    record = json.loads(text)
+    assert str(tmp_path) not in text and record["flags"]["out_dir"] == "…/out"    # names no user directory
     assert record["world"] == "shapes" and record["sampler"] == "ode"
+    assert record["precision"] == "highest"                    # the policy `auto` resolved to on this CPU
     assert record["options"]["solver"] == "dopri5" and record["options"]["rtol"] == 1e-3
     assert [c["expr"] for c in record["conditions"]] == ["shape=square", "shape=circle", "shape=triangle",
                                                          "shape=star"]
