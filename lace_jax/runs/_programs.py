@@ -41,6 +41,11 @@ FORMAT = 1
 # Libraries whose code shapes a trace: their versions enter the key, so their functions may appear in a description.
 VERSIONED = ("jax", "jaxlib", "diffrax", "equinox", "flax", "optax", "numpy")
 _OWN = "lace_jax"
+# JAX switches that change what a trace produces (dtypes, random bits, matmul precision): part of the key.
+TRACE_FLAGS = ("jax_enable_x64", "jax_default_matmul_precision", "jax_threefry_partitionable",
+               "jax_default_prng_impl", "jax_numpy_dtype_promotion", "jax_numpy_rank_promotion")
+# Debugging modes that a stored program would silently skip: nothing is stored while one is on.
+DEBUG_FLAGS = ("jax_disable_jit", "jax_debug_nans", "jax_debug_infs", "jax_enable_checks")
 
 
 class NotDescribable(Exception):
@@ -50,7 +55,7 @@ class NotDescribable(Exception):
 def store_dir() -> Optional[Path]:
     """`<jax_compilation_cache_dir>/lace_jax_programs` when JAX's persistent compilation cache is on, else None."""
     base = jax.config.jax_compilation_cache_dir
-    if not base or jax.process_count() > 1:
+    if not base or jax.process_count() > 1 or any(getattr(jax.config, f, False) for f in DEBUG_FLAGS):
         return None
     try:
         import flatbuffers  # noqa: F401  (jax.export's serialisation needs it)
@@ -162,7 +167,7 @@ def key(program_key: Mapping[str, Any], params: Any, args: tuple, num_devices: i
         "avals": [_aval(x) for x in jax.tree_util.tree_leaves((params, args))],
         "platform": jax.default_backend(), "devices": int(num_devices),
         "device_kind": jax.local_devices()[0].device_kind,
-        "x64": bool(jax.config.jax_enable_x64), "matmul": str(jax.config.jax_default_matmul_precision),
+        "flags": {f: str(getattr(jax.config, f, None)) for f in TRACE_FLAGS},
         "eqx_on_error": os.environ.get("EQX_ON_ERROR"),
     }, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()

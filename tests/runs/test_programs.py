@@ -56,6 +56,8 @@ def test_key_names_every_input():
     assert k != _programs.key(KEY, p, (np.uint32(0), np.arange(8, dtype=np.int32)), 1)  # chunk size
     assert k != _programs.key(KEY, {**p, "shift": jnp.float32(0.0)}, args, 1)            # a shape
     assert k != _programs.key(KEY, p, args, 2)                                           # devices
+    with jax.default_matmul_precision("bfloat16"):                                     # a JAX switch
+        assert k != _programs.key(KEY, p, args, 1)
     assert _programs.key({"f": lambda: 0}, p, args, 1) is None
 
 
