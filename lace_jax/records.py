@@ -67,7 +67,7 @@ def shareable(obj: Any, *, cwd: str | Path | None = None, home: str | Path | Non
         if isinstance(x, Mapping):
             return {k: walk(v) for k, v in x.items()}
         if isinstance(x, (list, tuple)):
-            return type(x)(walk(v) for v in x)
+            return [walk(v) for v in x]
         if isinstance(x, Path):
             x = str(x)
         if isinstance(x, str):
