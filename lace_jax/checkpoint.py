@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import shutil
 import uuid
@@ -108,9 +109,17 @@ def dense_embedder_config(config: Mapping[str, Any]) -> dict:
 
 
 def _dense_embedder_abstract(config: Mapping[str, Any]) -> Any:
+    shapes = _dense_embedder_shapes(json.dumps(dense_embedder_config(config), sort_keys=True))
+    return jax.tree_util.tree_map(lambda a: a, shapes)     # new containers: callers may edit the tree
+
+
+@functools.lru_cache(maxsize=64)
+def _dense_embedder_shapes(config_json: str) -> Any:
+    """The variable tree (ShapeDtypeStructs, immutable) of a DenseEmbedder config, traced once per config: a
+    world loads a dozen classifiers of two or three configs."""
     from lace_jax.models.classifiers import DenseEmbedder
 
-    cfg = dense_embedder_config(config)
+    cfg = dense_embedder_config(json.loads(config_json))
     x = jax.ShapeDtypeStruct((1, cfg["dims"][0]), np.float32)
     return jax.eval_shape(lambda k, x: DenseEmbedder(**cfg).init(k, x), jax.random.PRNGKey(0), x)
 

@@ -1,6 +1,7 @@
 """Run records: environment facts and atomic JSON/NPZ writes, so no output is left half-written."""
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -20,11 +21,11 @@ def environment() -> dict:
 
     versions = {"python": sys.version.split()[0], "lace_jax": lace_jax.__version__, "jax": jax.__version__,
                 "numpy": np.__version__}
-    for name in ("jaxlib", "flax", "optax", "diffrax", "orbax.checkpoint"):
-        try:
-            module = __import__(name, fromlist=["__version__"])
-            versions[name] = getattr(module, "__version__", "?")
-        except ImportError:
+    for name, dist in (("jaxlib", "jaxlib"), ("flax", "flax"), ("optax", "optax"), ("diffrax", "diffrax"),
+                       ("orbax.checkpoint", "orbax-checkpoint")):
+        try:                       # read from the installed metadata: importing them all takes seconds
+            versions[name] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
             pass
     devices = jax.devices()
     return {"versions": versions, "platform": platform.platform(), "backend": jax.default_backend(),
@@ -43,6 +44,41 @@ def file_identity(path: str | Path) -> dict:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return {"file": path.name, "size": path.stat().st_size, "sha256": h.hexdigest()}
+
+
+def shareable(obj: Any, *, cwd: str | Path | None = None, home: str | Path | None = None) -> Any:
+    """`obj` (nested dicts, lists, strings) with every absolute path made relative to `cwd` (default: the working
+    directory) when inside it, `~/…` when inside `home` (default: the user's), else `…/<name>`, also after the `=`
+    of `--flag=/a/path`: a record that people share names no directory of the machine it was made on."""
+    cwd = Path(cwd if cwd is not None else os.getcwd())
+    home = Path(home if home is not None else Path.home())
+
+    def path(text: str) -> str:
+        p = Path(os.path.normpath(text))
+        for base, prefix in ((cwd, ""), (home, "~")):
+            try:
+                rel = p.relative_to(base)
+            except ValueError:
+                continue
+            return str(Path(prefix) / rel) if prefix else (str(rel) or ".")
+        return f"…/{p.name}" if p.name else "…"
+
+    def walk(x: Any) -> Any:
+        if isinstance(x, Mapping):
+            return {k: walk(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [walk(v) for v in x]
+        if isinstance(x, Path):
+            x = str(x)
+        if isinstance(x, str):
+            if os.path.isabs(x):
+                return path(x)
+            head, eq, tail = x.partition("=")
+            if eq and head.startswith("-") and os.path.isabs(tail):
+                return f"{head}={path(tail)}"
+        return x
+
+    return walk(obj)
 
 
 def to_jsonable(obj: Any) -> Any:

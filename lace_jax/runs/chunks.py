@@ -41,6 +41,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from lace_jax import records
+from lace_jax.runs import _programs
 
 CHUNK_DIR = "chunks"
 MANIFEST = "manifest.json"
@@ -160,19 +161,49 @@ def make_mesh(devices: Sequence[Any] | None = None) -> Mesh:
     return Mesh(np.array(devs), ("batch",))
 
 
-def chunk_function(per_sample: PerSampleFn, mesh: Mesh) -> Callable:
-    """`f(params, seed, indices[B]) -> (z[B, D], success[B], stats)`, jitted with the batch axis sharded over the
-    mesh and `params` replicated. B must be a multiple of the mesh size."""
-    batch = NamedSharding(mesh, P("batch"))
-    repl = NamedSharding(mesh, P())
-
+def _chunk_body(per_sample: PerSampleFn) -> Callable:
     def run(params, seed, indices):
         keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(seed), i))(indices)
         if getattr(per_sample, "batched", False):      # a chunk body such as joint_ode_fn
             return per_sample(params, keys, indices)
         return jax.vmap(per_sample, in_axes=(None, 0, 0))(params, keys, indices)
+    return run
 
-    return jax.jit(run, in_shardings=(repl, repl, batch), out_shardings=batch)
+
+def chunk_function(per_sample: PerSampleFn, mesh: Mesh) -> Callable:
+    """`f(params, seed, indices[B]) -> (z[B, D], success[B], stats)`, jitted with the batch axis sharded over the
+    mesh and `params` replicated. B must be a multiple of the mesh size."""
+    batch, repl = NamedSharding(mesh, P("batch")), NamedSharding(mesh, P())
+    return jax.jit(_chunk_body(per_sample), in_shardings=(repl, repl, batch), out_shardings=batch)
+
+
+def _chunk_program(per_sample: PerSampleFn, mesh: Mesh, params: Any, padded: int,
+                   program_key: Optional[Mapping], cache: Optional[dict]) -> Callable:
+    """The chunk function for `params` (already replicated on the mesh): the stored traced program when
+    `program_key` is given and JAX's persistent compilation cache is on (`_programs`), else `chunk_function`."""
+    devices = tuple(d.id for d in mesh.devices.flat)
+    directory = _programs.store_dir() if program_key is not None else None
+    name = None
+    if directory is not None:
+        leaves, treedef = jax.tree_util.tree_flatten(params)
+        idx = jax.device_put(np.arange(padded, dtype=np.int32), NamedSharding(mesh, P("batch")))
+        example = (leaves, np.uint32(0), idx)
+        name = _programs.key(program_key, params, example[1:], mesh.devices.size)
+    ck = (per_sample, devices, name)
+    fn = cache.get(ck) if cache is not None else None
+    if fn is None:
+        if name is None:
+            fn = chunk_function(per_sample, mesh)
+        else:
+            body = _chunk_body(per_sample)
+            batch, repl = NamedSharding(mesh, P("batch")), NamedSharding(mesh, P())
+            flat = jax.jit(lambda lv, seed, indices: body(treedef.unflatten(lv), seed, indices),
+                           in_shardings=(repl, repl, batch), out_shardings=batch)
+            program = _programs.stored(flat, example, directory, name)
+            fn = lambda p, seed, indices: program(jax.tree_util.tree_leaves(p), seed, indices)  # noqa: E731
+        if cache is not None:
+            cache[ck] = fn
+    return fn
 
 
 def padded_size(chunk_size: int, num_devices: int) -> int:
@@ -248,7 +279,7 @@ def generate(per_sample: PerSampleFn, params: Any, *, num_samples: int, chunk_si
              out_dir: str | Path | None = None, progress: Optional[Callable[[Progress], None]] = None,
              devices: Sequence[Any] | None = None, fingerprint: Mapping | None = None,
              merge_output: bool = True, cache: Optional[dict] = None, processes: Optional[Processes] = None,
-             wait: bool = True) -> Optional[BatchResult]:
+             wait: bool = True, program_key: Optional[Mapping] = None) -> Optional[BatchResult]:
     """Compute samples `0 … num_samples−1` in chunks of `chunk_size` (see the module docstring).
 
     With `out_dir`, finished chunks are written there and a re-run resumes (the manifest must match); the merged
@@ -257,7 +288,9 @@ def generate(per_sample: PerSampleFn, params: Any, *, num_samples: int, chunk_si
     raised there stops the run after that chunk was saved (so it is never recomputed). `cache` (a dict the caller
     keeps) reuses the jitted chunk function across calls with the same `per_sample` object and devices: a new
     condition of the same structure (another target, another expression of the same shape) then runs without
-    recompiling.
+    recompiling. `program_key` (JSON-able: what defines `per_sample` beyond lace_jax's code, e.g. its sampler and
+    options) lets a later process reuse the traced chunk program when JAX's persistent compilation cache is on
+    (`lace_jax.runs._programs`); without it the program is traced in every process.
 
     `processes` (default `Processes.current()`, i.e. jax's process index and count): with `out_dir`, only this
     process's chunks are computed, and the result merges every process's chunk files once they are all on disk.
@@ -292,13 +325,8 @@ def generate(per_sample: PerSampleFn, params: Any, *, num_samples: int, chunk_si
         was_computed = data is None
         if data is None:
             if fn is None:
-                ck = (per_sample, tuple(d.id for d in mesh.devices.flat))
-                fn = cache.get(ck) if cache is not None else None
-                if fn is None:
-                    fn = chunk_function(per_sample, mesh)
-                    if cache is not None:
-                        cache[ck] = fn
                 params_dev = jax.device_put(params, NamedSharding(mesh, P()))
+                fn = _chunk_program(per_sample, mesh, params_dev, padded, program_key, cache)
             t0 = time.perf_counter()
             idx = np.arange(start, start + padded, dtype=np.int32)
             idx = jax.device_put(idx, NamedSharding(mesh, P("batch")))

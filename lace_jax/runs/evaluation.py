@@ -684,6 +684,10 @@ def score_samples_dir(samples_dir: str | Path, *, num_real: int = 2000, use_fd: 
     config = dict(record_in["config"])
     if checkpoint_dir:
         config["model_dir" if config.get("world") == "shapes" else "checkpoint_dir"] = checkpoint_dir
+    for field in ("model_dir", "checkpoint_dir"):
+        if str(config.get(field) or "").startswith("…"):
+            raise SamplesDirError(f"{samples_dir}/record.json names the model folder only as {config[field]!r} "
+                                  "(shared records keep no absolute paths): give it with --checkpoint_dir")
     world = rq.load_world(config, str(record_in.get("world", "")))
     if world.render is None or (world.judge is None and inception is None):
         raise SamplesDirError(f"world {world.name!r} has no image judge to score with (give --fid_inception and "
@@ -747,7 +751,7 @@ def write_results(out_dir, record: dict, table: str, t_start: float) -> None:
 
     record = {**record, "time_s": time.time() - t_start, "environment": records.environment()}
     records.write_text(Path(out_dir) / "results.md", table)
-    records.write_json(Path(out_dir) / "results.json", record)
+    records.write_json(Path(out_dir) / "results.json", records.shareable(record))
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:

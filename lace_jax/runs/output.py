@@ -67,7 +67,7 @@ def write(out_dir: Path, output: Output, t_start: float) -> None:
     record = dict(output.record)
     record.setdefault("time_s", {})["total"] = time.time() - t_start
     record["environment"] = records.environment()
-    records.write_json(out_dir / "record.json", record)
+    records.write_json(out_dir / "record.json", records.shareable(record))
 
 
 def image_rows(world: Any, zs: Sequence[np.ndarray], labels: Sequence[str], ncols: int

@@ -56,7 +56,7 @@ def run(config: Mapping[str, Any], request: rq.Request,
 
     t0 = time.time()
     record: dict = {**request.record, "world": world.name, "config": dict(config), "sampler": sampler,
-                    "options": dataclasses.asdict(options), "num_samples": n,
+                    "options": dataclasses.asdict(options), "precision": world.precision, "num_samples": n,
                     "chunk_size": chunk, "seed": request.seed, "processes": procs.count}
     if edits:
         say(f"sequential editing: {' -> '.join(edits)} ({n} samples, {sampler})")

@@ -57,6 +57,12 @@ def _per_sample_fn(sampler: str, options: samplers.SamplerOptions, latent_dim: i
     return cache[key]
 
 
+def _program_key(sampler: str, options: samplers.SamplerOptions, latent_dim: int, edit: bool = False) -> dict:
+    """Everything `_make_per_sample` builds its chunk body from (`chunks.generate(program_key=...)`)."""
+    return {"body": "lace_jax.runs.workflow._make_per_sample", "sampler": sampler,
+            "options": dataclasses.asdict(options), "latent_dim": int(latent_dim), "edit": bool(edit)}
+
+
 def _make_per_sample(sampler: str, options: samplers.SamplerOptions, latent_dim: int, *, edit: bool = False):
     if sampler in ("ode", "ode_tc") and options.batch_mode == "joint":
         if edit:
@@ -93,7 +99,8 @@ def sample_condition(world: Any, expr: str, *, num_samples: int, seed: int = 0, 
     return chunks.generate(per, cond, num_samples=num_samples, chunk_size=chunk_size, seed=seed,
                              out_dir=out_dir, progress=progress, devices=devices, cache=cache,
                              fingerprint=fingerprint(world, "condition", expr, sampler, options),
-                             processes=processes, wait=wait)
+                             processes=processes, wait=wait,
+                             program_key=_program_key(sampler, options, world.latent_dim))
 
 
 def parse_edit(world: Any, text: str) -> tuple[str, Any]:
@@ -170,7 +177,7 @@ def edit_step(world: Any, names: Sequence[str], targets: Sequence[Any], z_prev: 
                      z_prev_checksum=float(np.nansum(np.abs(z_prev))) if z_prev.size else 0.0)
     res = chunks.generate(per, params, num_samples=z_prev.shape[0], chunk_size=chunk_size, seed=seed,
                             out_dir=out_dir, progress=progress, devices=devices, fingerprint=fp, cache=cache,
-                            processes=processes)
+                            processes=processes, program_key=_program_key(sampler, options, world.latent_dim, edit=True))
     success = res.success & ok_prev
     z = np.where(success[:, None], res.z, np.nan)
     return res._replace(z=z, success=success, failed_indices=np.flatnonzero(~success).astype(np.int64))

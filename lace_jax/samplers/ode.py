@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -93,6 +92,8 @@ def _vf_single_diffused(s, z, args):
 
 
 def _diffrax_solve(vf, y0, args, *, solver: str, s0: float, s1: float, grid, rtol, atol, dt0, max_steps):
+    import diffrax
+
     term = diffrax.ODETerm(vf)
     if grid is not None:
         controller = diffrax.StepTo(ts=jnp.asarray(grid))
@@ -100,7 +101,7 @@ def _diffrax_solve(vf, y0, args, *, solver: str, s0: float, s1: float, grid, rto
     else:
         controller = diffrax.PIDController(rtol=rtol, atol=atol)
         dt0_ = dt0
-    sol = diffrax.diffeqsolve(term, _solvers.SOLVERS[solver].cls(), s0, s1, dt0_, y0, args=args,
+    sol = diffrax.diffeqsolve(term, _solvers.SOLVERS[solver].make(), s0, s1, dt0_, y0, args=args,
                               saveat=diffrax.SaveAt(t1=True), stepsize_controller=controller,
                               max_steps=max_steps, throw=False)
     nfe = _solvers.nfe(solver, jnp.asarray(sol.stats["num_steps"], jnp.int32))

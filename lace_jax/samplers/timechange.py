@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import diffrax
 import jax
 import jax.numpy as jnp
 
@@ -32,13 +31,15 @@ from lace_jax.samplers.schedule import VP, VPSchedule
 
 
 def _solve(field, y0, args, s_end, solver_name, rtol, atol, dt0, max_steps, adaptive):
+    import diffrax
+
     if adaptive:
         controller = diffrax.PIDController(rtol=rtol, atol=atol)
     else:
         controller = diffrax.ConstantStepSize()
         if dt0 is None:
             raise ValueError("timechange: a fixed-step solve needs dt0 (or num_steps)")
-    sol = diffrax.diffeqsolve(diffrax.ODETerm(field), _solvers.SOLVERS[solver_name].cls(), t0=0.0, t1=s_end,
+    sol = diffrax.diffeqsolve(diffrax.ODETerm(field), _solvers.SOLVERS[solver_name].make(), t0=0.0, t1=s_end,
                               dt0=dt0, y0=y0, args=args, stepsize_controller=controller,
                               saveat=diffrax.SaveAt(t1=True), max_steps=max_steps, throw=False)
     acc = sol.stats["num_accepted_steps"]

@@ -44,8 +44,11 @@ def test_default_run_on_the_shipped_model(tmp_path):
     proc = _run("--num_samples", "4", "--out_dir", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "condition 4/4" in proc.stdout and "samples/s" in proc.stdout
-    record = json.loads((out / "record.json").read_text())
+    text = (out / "record.json").read_text()
+    record = json.loads(text)
+    assert str(tmp_path) not in text and record["flags"]["out_dir"] == "…/out"    # names no user directory
     assert record["world"] == "shapes" and record["sampler"] == "ode"
+    assert record["precision"] == "highest"                    # the policy `auto` resolved to on this CPU
     assert record["options"]["solver"] == "dopri5" and record["options"]["rtol"] == 1e-3
     assert [c["expr"] for c in record["conditions"]] == ["shape=square", "shape=circle", "shape=triangle",
                                                          "shape=star"]
@@ -123,7 +126,8 @@ def test_every_sampler_runs_from_the_cli(tmp_path, sampler, extra):
     (["--sampler", "nuts"], "nuts"),
     (["--config", "cifar10", "--checkpoint_dir", "/nonexistent/ckpt"], "python -m ports.convert"),
     (["--config", "no_such_world"], "unknown config"),
-    (["--set", "dis_temp=0.0", "--num_samples", "2"], "every sample failed"),
+    (["--set", "dis_temp=0.0", "--num_samples", "2", "--solver", "euler", "--num_steps", "2"],   # NaN energy;
+     "every sample failed"),                                   # the adaptive solve only takes longer to fail
     (["--sampler", "sde", "--num_steps", "5"], "num_steps >= 20"),
     (["--sampler", "ode", "--solver", "bosh3"], "--sampler ode_tc"),
     (["--sampler", "ode_tc", "--solver", "heun"], "needs --num_steps"),

@@ -232,6 +232,11 @@ def test_samples_dir_rejects_what_is_not_a_sample_output(tmp_path):
     (tmp_path / "record.json").write_text(json.dumps({**record, "edits": [{"edit": "shape=star"}]}))
     with pytest.raises(evaluation.SamplesDirError, match="sequential edits"):
         evaluation.read_sample_record(tmp_path)
+    # a model folder given outside the working directory is recorded by its name only: it must be given again
+    (tmp_path / "record.json").write_text(json.dumps({**record, "config": {"world": "shapes", "model_dir": "…/m"},
+                                                      "conditions": [{"expr": "shape=star"}]}))
+    with pytest.raises(evaluation.SamplesDirError, match="give it with --checkpoint_dir"):
+        evaluation.score_samples_dir(tmp_path)
     # a record of one condition whose second chunk file is gone, and no samples.npz
     (tmp_path / "record.json").write_text(json.dumps({**record, "conditions": [{"expr": "shape=star"}]}))
     cdir = tmp_path / "conditions" / "00"
