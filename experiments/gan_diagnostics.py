@@ -3,6 +3,7 @@
     python experiments/gan_diagnostics.py progress runs/gan2 [--num 2000]    # newest checkpoint of a GAN run
     python experiments/gan_diagnostics.py progress shipped                   # the shipped generator
     python experiments/gan_diagnostics.py fit [--steps 800]                  # can G draw the world at all?
+    python experiments/gan_diagnostics.py discriminator experiments/gan_mid_state [--num 512]   # what D rewards
 
 `progress`: FD of the EMA generator to real renders in judge features (`quality.measure_generator`, `num` per
 set, seed 31) and the judge's shape/background frequencies on its samples (the world is uniform: 1/4, 1/3).
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -22,11 +24,11 @@ import numpy as np
 import optax
 
 from lace_jax.config import load_config
-from lace_jax.data import shapes
+from lace_jax.data import fit_judge, shapes
 from lace_jax.worlds.shapes import load_default
 from lace_jax.runs.images import make_grid, save_png
 from lace_jax.models import stylegan2 as sg
-from lace_jax.training import gan_run, quality
+from lace_jax.training import gan_run, loop, quality
 
 
 def progress(source: str, num: int) -> dict:
@@ -70,15 +72,39 @@ def fit(steps: int, out: str) -> dict:
     return {"mse_by_step": hist, "image": out}
 
 
+def discriminator(workdir: str, num: int) -> dict:
+    cfg = loop.run_config(workdir)
+    g_cfg, buffers, _, template, _, d_apply, _ = gan_run.build(cfg)
+    state = loop.restore_newest(workdir, template, cfg, "GAN")
+    real = np.asarray(shapes.sample(jax.random.PRNGKey(7), num, cfg["resolution"])[0])
+    z = jax.random.normal(jax.random.PRNGKey(8), (num, g_cfg.z_dim))
+    logits = jax.jit(lambda x: d_apply(state["d"], x))
+    draw = jax.jit(lambda p: sg.generate(g_cfg, {"params": p, "buffers": buffers}, z, truncation_psi=1.0))
+    sets = {"real": real, **{f"real blurred sigma={s:g}": fit_judge.gaussian_blur(real, s) for s in (0.7, 1, 1.5, 2)},
+            "real + N(0, 0.02^2) pixel noise": real + 0.02 * np.random.default_rng(0).standard_normal(real.shape),
+            "G samples": draw(state["g"]), "EMA G samples": draw(state["g_ema"])}
+    rows = {}
+    for name, x in sets.items():
+        v = np.asarray(logits(jnp.asarray(x, jnp.float32)))
+        rows[name] = {"mean_logit": round(float(v.mean()), 2), "called_real": round(float((v > 0).mean()), 3)}
+        print(f"{name:34s} mean logit {v.mean():+.2f}  called real {(v > 0).mean():.2f}", flush=True)
+    return {"workdir": Path(workdir).name, "steps": cfg.get("trained_steps"), "num": num, "sets": rows}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["progress", "fit"])
+    ap.add_argument("what", choices=["progress", "fit", "discriminator"])
     ap.add_argument("source", nargs="?", default="shipped")
-    ap.add_argument("--num", type=int, default=2000)
+    ap.add_argument("--num", type=int, default=None, help="samples per set (progress: 2000, discriminator: 512)")
     ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--out", default="fit.png")
     a = ap.parse_args()
-    print(json.dumps(progress(a.source, a.num) if a.what == "progress" else fit(a.steps, a.out)))
+    if a.what == "progress":
+        print(json.dumps(progress(a.source, a.num or 2000)))
+    elif a.what == "discriminator":
+        print(json.dumps(discriminator(a.source, a.num or 512)))
+    else:
+        print(json.dumps(fit(a.steps, a.out)))
 
 
 if __name__ == "__main__":
