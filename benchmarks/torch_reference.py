@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
-from typing import Mapping
+from collections.abc import Mapping as AnyMapping
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ LRELU_GAIN = math.sqrt(2.0)
 # ---------------------------------------------------------------------------------------------------------------
 # Random weights with upstream names and init rules (stylegan2-ada `Generator`, LACE `DenseEmbedder`).
 
-def ada_state_dict(init_kwargs: Mapping, seed: int = 0) -> dict[str, np.ndarray]:
+def ada_state_dict(init_kwargs: AnyMapping, seed: int = 0) -> dict[str, np.ndarray]:
     """A random `Generator.state_dict()` for `init_kwargs` (upstream key names and shapes, upstream-like init:
     raw weights N(0,1)/lr, affine biases 1), with small random biases/noise strengths so nothing is trivial."""
     rng = np.random.default_rng(seed)

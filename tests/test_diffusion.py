@@ -9,7 +9,6 @@ import pytest
 from jax.tree_util import Partial
 
 from lace_jax import diffusion as D
-from lace_jax import energy as E
 from lace_jax import densities2d
 from lace_jax.samplers import mcmc
 

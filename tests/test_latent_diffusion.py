@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from lace_jax import checkpoint, diffusion
-from lace_jax import energy as en
 from lace_jax import latent_diffusion as ld
 from lace_jax.config import load_config
 from lace_jax.worlds import shapes_world

@@ -1,6 +1,5 @@
 """End to end on a generator whose latent coordinate 0 sets the disk's x-position (tests/directions/toys.py):
 the trajectory method and the linear-walk baseline must both find e_0, and edits must move the disk as asked."""
-import functools
 
 import jax
 import jax.numpy as jnp

@@ -1,5 +1,4 @@
 """Transformations T_δ: exact geometry on synthetic images, masks, border handling, jit/vmap with traced δ."""
-import functools
 
 import jax
 import jax.numpy as jnp

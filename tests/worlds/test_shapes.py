@@ -1,7 +1,6 @@
 """The shipped default model: loads, generates deterministic images, its judge and latent classifiers hold their
 measured quality, and its attributes plug into the energy language."""
 import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
