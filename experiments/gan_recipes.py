@@ -90,7 +90,8 @@ def start_state(a, base: dict, work: Path, template, log) -> tuple[dict, int]:
         return template, 0
     src = Path(a.start)
     theirs = loop.run_config(src)
-    differ = [k for k in SHARED if json.dumps(theirs.get(k), sort_keys=True) != json.dumps(base.get(k), sort_keys=True)]
+    as_json = lambda cfg, k: json.dumps(json.loads(json.dumps(cfg.get(k))), sort_keys=True)   # int keys as JSON's
+    differ = [k for k in SHARED if as_json(theirs, k) != as_json(base, k)]
     if differ:
         raise SystemExit(f"--start {src}: its config differs from --config {a.config} in {differ}; pass the config "
                          "it was trained with")
