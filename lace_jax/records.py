@@ -53,8 +53,7 @@ def shareable(obj: Any, *, cwd: str | Path | None = None, home: str | Path | Non
     cwd = Path(cwd if cwd is not None else os.getcwd())
     home = Path(home if home is not None else Path.home())
 
-    def path(text: str) -> str:
-        p = Path(os.path.normpath(text))
+    def path(p: Path) -> str:
         for base, prefix in ((cwd, ""), (home, "~")):
             try:
                 rel = p.relative_to(base)
@@ -62,6 +61,22 @@ def shareable(obj: Any, *, cwd: str | Path | None = None, home: str | Path | Non
                 continue
             return str(Path(prefix) / rel) if prefix else (str(rel) or ".")
         return f"…/{p.name}" if p.name else "…"
+
+    return _map_paths(obj, path)
+
+
+def path_identities(obj: Any) -> Any:
+    """`obj` with every absolute path replaced by `…/<name>#<first 16 hex of sha256(path)>`: as exact as the path
+    for telling two runs apart (resume manifests compare them), without naming the machine's directories, and the
+    same from any working directory."""
+    import hashlib
+
+    return _map_paths(obj, lambda p: f"…/{p.name}#{hashlib.sha256(str(p).encode()).hexdigest()[:16]}")
+
+
+def _map_paths(obj: Any, fn: Callable[[Path], str]) -> Any:
+    """`obj` (nested mappings, sequences, strings, Paths) with `fn(normalised path)` for each absolute path string,
+    also after the `=` of `--flag=/a/path`; sequences come back as lists."""
 
     def walk(x: Any) -> Any:
         if isinstance(x, Mapping):
@@ -72,10 +87,10 @@ def shareable(obj: Any, *, cwd: str | Path | None = None, home: str | Path | Non
             x = str(x)
         if isinstance(x, str):
             if os.path.isabs(x):
-                return path(x)
+                return fn(Path(os.path.normpath(x)))
             head, eq, tail = x.partition("=")
             if eq and head.startswith("-") and os.path.isabs(tail):
-                return f"{head}={path(tail)}"
+                return f"{head}={fn(Path(os.path.normpath(tail)))}"
         return x
 
     return walk(obj)

@@ -248,21 +248,26 @@ def read_chunk(path: Path, start: int, stop: int) -> Optional[dict]:
     return data
 
 
-def _manifest(num_samples: int, chunk_size: int, seed: int, fingerprint: Mapping | None) -> dict:
+def _manifest(num_samples: int, chunk_size: int, seed: int, fingerprint: Mapping | None,
+              paths: Callable[[Any], Any] = records.path_identities) -> dict:
+    """The run's identity as written to the manifest; absolute paths in the fingerprint (a model folder) as
+    `paths` gives them: by default a name and a digest, so the shared folder names no directory of this machine
+    (manifests written before 2026-12-05 hold the paths themselves: `paths=lambda x: x`)."""
     fingerprint = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
                    for k, v in dict(fingerprint or {}).items()}   # e.g. {"options": SamplerOptions(...)}
     return records.to_jsonable({"format": "lace_jax.runs.chunks", "version": 1, "num_samples": int(num_samples),
                                 "chunk_size": int(chunk_size), "seed": int(seed),
-                                "fingerprint": dict(fingerprint or {})})
+                                "fingerprint": paths(records.to_jsonable(fingerprint))})
 
 
-def _check_manifest(out_dir: Path, manifest: dict) -> None:
+def _check_manifest(out_dir: Path, manifest: dict, legacy: Optional[dict] = None) -> None:
+    """Write the manifest of a new run, or check that the one on disk is this run's (or its `legacy` form)."""
     path = out_dir / CHUNK_DIR / MANIFEST
     if path.is_file():
         old = json.loads(path.read_text())
         # compare through JSON so tuples/lists and numpy scalars compare as written
         new = json.loads(json.dumps(manifest))
-        if old != new:
+        if old != new and (legacy is None or old != json.loads(json.dumps(legacy))):
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             raise BatchError(f"{out_dir} holds chunks of a different run (differs in: {', '.join(diff)}; on disk "
                              f"{ {k: old.get(k) for k in diff} }, now { {k: new.get(k) for k in diff} }); use a new "
@@ -311,7 +316,8 @@ def generate(per_sample: PerSampleFn, params: Any, *, num_samples: int, chunk_si
     ndev = mesh.devices.size
     padded = padded_size(min(chunk_size, num_samples), ndev)
     if out is not None:
-        _check_manifest(out, _manifest(num_samples, chunk_size, seed, fingerprint))
+        _check_manifest(out, _manifest(num_samples, chunk_size, seed, fingerprint),
+                        legacy=_manifest(num_samples, chunk_size, seed, fingerprint, paths=lambda x: x))
     fn = None
     params_dev = None
     in_memory: dict[int, dict] = {}

@@ -198,9 +198,12 @@ def _sweep(world, request: rq.Request, t_start: float, procs: chunks.Processes) 
     rows_dir = request.out_dir / "sweep" / "rows"
     rows_dir.mkdir(parents=True, exist_ok=True)
     world_cfg = {k: v for k, v in world.config.items() if k != "conditions"}
-    keys = [json.loads(json.dumps(records.to_jsonable(
+    # a row's key names the world's model folders by records.path_identities (rows written before 2026-12-05
+    # hold the paths themselves: `legacy`, still accepted)
+    legacy = [json.loads(json.dumps(records.to_jsonable(
         {"setting": dict(s), "num_samples": n, "seed": request.seed, "tol": tol, "world": world.name,
          "config": world_cfg}))) for s in settings]
+    keys = [dict(k, config=records.path_identities(k["config"])) for k in legacy]
 
     def done_row(j: int) -> Optional[dict]:
         path = rows_dir / f"row_{j:04d}.json"
@@ -208,7 +211,7 @@ def _sweep(world, request: rq.Request, t_start: float, procs: chunks.Processes) 
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
-        return data["row"] if data.get("key") == keys[j] else None
+        return data["row"] if data.get("key") in (keys[j], legacy[j]) else None
 
     runner = sweeps.Runner()
     for j in range(len(settings)):
@@ -229,10 +232,9 @@ def _sweep(world, request: rq.Request, t_start: float, procs: chunks.Processes) 
     except chunks.BatchError as err:
         raise rq.RequestError(str(err)) from None
     rows = [done_row(j) for j in range(len(settings))]
-    sweeps.write(rows, request.out_dir / "sweep", extra={"sweep": request.sweep, "config": cfg, "world": world.name,
-                                                         "processes": procs.count,
-                                                         "environment": records.environment(),
-                                                         "wall_s": time.time() - t_start})
+    sweeps.write(rows, request.out_dir / "sweep", extra=records.shareable(
+        {"sweep": request.sweep, "config": cfg, "world": world.name, "processes": procs.count,
+         "environment": records.environment(), "wall_s": time.time() - t_start}))
     request.progress(f"wrote {request.out_dir}/sweep/rows.json and table.md ({time.time() - t_start:.1f}s)")
 
 

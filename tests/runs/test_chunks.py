@@ -103,6 +103,38 @@ def test_incomplete_chunk_is_recomputed_and_other_runs_refused(tmp_path):
         chunks.generate(toy_per_sample, PARAMS, num_samples=8, chunk_size=2, seed=2, out_dir=out)
 
 
+def test_manifest_names_no_directory_yet_tells_model_folders_apart(tmp_path, monkeypatch):
+    model = tmp_path / "users" / "ada" / "models" / "default"
+    out = tmp_path / "run"
+    fp = {"config": {"model_dir": str(model), "name": "shapes"}}
+    chunks.generate(toy_per_sample, PARAMS, num_samples=4, chunk_size=2, seed=0, out_dir=out, fingerprint=fp)
+    text = (out / "chunks" / "manifest.json").read_text()
+    assert str(tmp_path) not in text and "ada" not in text
+    written = json.loads(text)["fingerprint"]["config"]["model_dir"]
+    assert written.startswith("…/default#") and len(written) == len("…/default#") + 16
+    # the same folder from another working directory resumes; another folder of the same name is refused
+    monkeypatch.chdir(tmp_path)
+    res = chunks.generate(toy_per_sample, PARAMS, num_samples=4, chunk_size=2, seed=0, out_dir=out, fingerprint=fp)
+    assert res.computed_chunks == ()
+    other = {"config": {"model_dir": str(tmp_path / "elsewhere" / "default"), "name": "shapes"}}
+    with pytest.raises(chunks.BatchError, match="fingerprint"):
+        chunks.generate(toy_per_sample, PARAMS, num_samples=4, chunk_size=2, seed=0, out_dir=out, fingerprint=other)
+
+
+def test_a_manifest_written_with_absolute_paths_still_resumes(tmp_path):
+    out = tmp_path / "run"
+    fp = {"config": {"model_dir": str(tmp_path / "models" / "default")}}
+    first = chunks.generate(toy_per_sample, PARAMS, num_samples=4, chunk_size=2, seed=0, out_dir=out, fingerprint=fp)
+    path = out / "chunks" / "manifest.json"
+    old = json.loads(path.read_text())
+    old["fingerprint"]["config"]["model_dir"] = str(tmp_path / "models" / "default")   # as written before
+    path.write_text(json.dumps(old))
+    again = chunks.generate(toy_per_sample, PARAMS, num_samples=4, chunk_size=2, seed=0, out_dir=out, fingerprint=fp)
+    assert again.computed_chunks == ()
+    np.testing.assert_array_equal(again.z, first.z)
+    assert json.loads(path.read_text()) == old           # kept as it was
+
+
 def test_sampler_fn_matches_batch_of_one_runs(tmp_path):
     """The per-sample wrapper around samplers.run: SGLD on the 2-D world equals direct batch-1 calls."""
     cond = energy.parse("cluster=ne", toy2d.attributes())

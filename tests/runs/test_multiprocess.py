@@ -158,6 +158,8 @@ def test_sampling_run_shared_by_two_processes_equals_one(tmp_path, mode, single)
         assert [p.stat().st_mtime_ns for p in rows] == mtimes
         again = json.loads((tmp_path / "two" / "sweep" / "rows.json").read_text())
         assert again["processes"] == 1 and again["rows"] == two["rows"]
+        for path in [tmp_path / "two" / "sweep" / "rows.json", *rows]:      # the sweep file's folder is not named
+            assert str(tmp_path) not in path.read_text(), path
         return
     np.testing.assert_array_equal(shared[0].arrays["success"], single.arrays["success"])
     np.testing.assert_array_equal(shared[0].arrays["z"], single.arrays["z"])
