@@ -39,6 +39,17 @@ class CheckpointError(ValueError):
     """A checkpoint directory is missing, incomplete, or does not match what it is loaded as."""
 
 
+ORBAX_COMMIT_MARKER = "commit_success.txt"
+
+
+def forget_save_paths(directory: str | Path) -> None:
+    """Orbax writes `commit_success.txt` into every save, naming the absolute folder it was saved to; checkpoints are
+    shared (converted weights, the shipped model, train states), so keep the marker (a commit-file reader checks
+    that it exists) but not the path."""
+    for marker in Path(directory).rglob(ORBAX_COMMIT_MARKER):
+        marker.write_text("Checkpoint commit was successful")
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Trees.
 
@@ -193,6 +204,7 @@ def save(directory: str | Path, variables: Any, config: Mapping[str, Any] | Any,
             ckptr.wait_until_finished()   # the save is asynchronous: never rename before it is on disk
         finally:
             ckptr.close()
+        forget_save_paths(tmp)
         records.write_json(tmp / META_FILE, meta)
         if directory.exists():
             old = directory.with_name(f".{directory.name}.old-{uuid.uuid4().hex[:8]}")

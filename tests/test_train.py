@@ -41,6 +41,9 @@ def test_judge_resume_is_exact(tmp_path):
     assert (n1, n2) == (3, 6)
     for a, b in zip(jax.tree_util.tree_leaves(straight), jax.tree_util.tree_leaves(resumed)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    saved = [f for f in (tmp_path / "b" / "checkpoints").rglob("*") if f.is_file()]
+    assert any(f.name == "commit_success.txt" for f in saved)       # train states are shared (experiments/)
+    assert not [f for f in saved if str(tmp_path).encode() in f.read_bytes()]   # and name no directory
 
 
 def _tiny_gan_config(**kw):

@@ -39,9 +39,13 @@ def restore_latest(manager: ocp.CheckpointManager, template: State) -> tuple[Sta
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: State) -> None:
-    """Save `state` as checkpoint `step` and wait for the asynchronous write to finish."""
+    """Save `state` as checkpoint `step` and wait for the asynchronous write to finish (the saved folder names no
+    directory of this machine: `checkpoint.forget_save_paths`)."""
+    from lace_jax.checkpoint import forget_save_paths
+
     manager.save(step, args=ocp.args.StandardSave(state), force=True)
     manager.wait_until_finished()
+    forget_save_paths(Path(manager.directory) / str(step))
 
 
 def run(state: State, step_fn: StepFn, *, num_steps: int, workdir: str | Path, ckpt_every: int = 500,

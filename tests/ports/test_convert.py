@@ -50,6 +50,8 @@ def test_generator_round_trip_bit_for_bit(fixtures, tmp_path, kind, rel, vec_key
     assert meta["source"] == {"file": src.name, "size": src.stat().st_size,
                               "sha256": hashlib.sha256(src.read_bytes()).hexdigest()}
     assert str(src.parent) not in json.dumps(meta) and meta["extra"]["converter"] == kind   # no absolute path
+    for f in (tmp_path / "ckpt").rglob("*"):                   # nor in any file of it (orbax's commit marker)
+        assert not f.is_file() or str(tmp_path).encode() not in f.read_bytes(), f
     assert meta["config"]["img_resolution"] == 32 and meta["versions"]["orbax.checkpoint"]
     assert meta["tree"]["params/synthesis/b8/conv0/weight"] == [[3, 3, 64, 64], "float32"]
 
