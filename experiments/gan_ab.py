@@ -3,6 +3,8 @@
     python experiments/gan_ab.py run --work /tmp/gan_ab --out $OUT --budget_s 540      # one GPU call
     python experiments/gan_ab.py run --work /tmp/rehearsal --out /tmp/rehearsal/out --budget_s 420 --tiny
     python experiments/gan_ab.py score --workdir runs/gan --num 2000 --out score.json      # one GAN workdir
+    python experiments/gan_ab.py rebuild --gan runs/best_state --work /tmp/rebuild --out /tmp/rebuild/out
+                                                       # phase 4 alone, around any trained shapes_gan workdir
 
 `run`, in phases, each a subprocess of the project's own CLIs (what runs here is what users run):
 
@@ -218,12 +220,19 @@ def run(a: argparse.Namespace) -> None:
         r.results["skipped"].append("long")
     r.pack()
     # 4. rebuild the default model around it
+    rebuild_assets(r, r.work / winner, sizes)
+
+
+def rebuild_assets(r: Runner, gan_dir: Path, sizes: dict) -> bool:
+    """A copy of the shipped assets (`r.work/assets`) rebuilt around the EMA generator of the shapes_gan workdir
+    `gan_dir`: export, quality by both judges, latent classifiers, their export, calibration, control table.
+    Each phase runs only if the previous one succeeded and its reserve fits the deadline; True when all ran."""
     assets = r.work / "assets"
     if assets.exists():
         shutil.rmtree(assets)
     shutil.copytree(REPO / "lace_jax" / "assets" / "default", assets)
     ok = r.step("export_generator", ["train.py", "--config", "shapes_export", "--workdir", str(r.work / "export"),
-                                     "--set", f"gan={r.work / winner}", "--set", "generator_only=True",
+                                     "--set", f"gan={gan_dir}", "--set", "generator_only=True",
                                      "--set", f"out={assets}"], RESERVE["export"])
     if ok:
         r.step("quality", ["evaluate.py", "--config", "shapes_quality", "--out_dir", str(r.work / "quality"),
@@ -244,10 +253,25 @@ def run(a: argparse.Namespace) -> None:
                     RESERVE["calibrate"])
     if ok:
         r.pack()
-        r.step("control", ["evaluate.py", "--config", "shapes_control", "--out_dir", str(r.work / "control"),
-                           "--set", f"assets={assets}"] + [x for s in sizes["control"] for x in ("--set", s)],
-               RESERVE["control"])
+        ok = r.step("control", ["evaluate.py", "--config", "shapes_control", "--out_dir", str(r.work / "control"),
+                                "--set", f"assets={assets}"] + [x for s in sizes["control"] for x in ("--set", s)],
+                    RESERVE["control"])
     r.pack()
+    return ok
+
+
+def rebuild(a: argparse.Namespace) -> None:
+    """`rebuild`: the default model rebuilt around a trained GAN workdir (e.g. the `best_state` of
+    experiments/gan_recipes.py), no deadline but `--budget_s`; the rebuilt assets are `--work/assets`."""
+    sizes = TINY if a.tiny else FULL
+    r = Runner(Path(a.work), Path(a.out), a.budget_s, sizes)
+    r.results["winner"] = None
+    r.results["gan"] = Path(a.gan).name
+    r.log(f"rebuild around {a.gan}")
+    ok = rebuild_assets(r, Path(a.gan).resolve(), sizes)
+    r.log("rebuilt: " + ("every phase succeeded" if ok else "stopped early; see results.json phases/skipped"))
+    if not ok:
+        sys.exit(1)
 
 
 def score(a: argparse.Namespace) -> None:
@@ -281,12 +305,18 @@ def main(argv=None) -> None:
     p.add_argument("--budget_s", type=float, default=540.0)
     p.add_argument("--ab_s", type=float, default=110.0, help="training wall time of each variant in the A/B")
     p.add_argument("--tiny", action="store_true", help="toy sizes: rehearse every phase on a CPU")
+    p = sub.add_parser("rebuild", help="the default model rebuilt around a trained shapes_gan workdir")
+    p.add_argument("--gan", required=True, help="a shapes_gan workdir (checkpoints/, config.json)")
+    p.add_argument("--work", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--budget_s", type=float, default=4 * 3600.0, help="skip phases whose reserve no longer fits")
+    p.add_argument("--tiny", action="store_true", help="toy sizes: rehearse every phase on a CPU")
     p = sub.add_parser("score")
     p.add_argument("--workdir", required=True)
     p.add_argument("--num", type=int, default=2000)
     p.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    (run if a.cmd == "run" else score)(a)
+    {"run": run, "rebuild": rebuild, "score": score}[a.cmd](a)
 
 
 if __name__ == "__main__":
