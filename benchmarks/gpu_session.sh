@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The measurements still owed to a GPU (issues 21 and 22), as two device calls that fit one 15-minute session:
 #
-#   bash benchmarks/gpu_session.sh gan      # ≈ 8 min: issue 21, GAN recipes from the shipped run's state
-#   bash benchmarks/gpu_session.sh checks   # ≤ 5 min: issue 22, compile time per XLA variant, two processes
+#   bash benchmarks/gpu_session.sh gan      # ≤ 7.5 min: issue 21, GAN recipes from the shipped run's state
+#   bash benchmarks/gpu_session.sh checks   # ≤ 6 min: issue 22, compile time per XLA variant, two processes
 #
-# Run `gan` first (device calls: timeout_s 540 and 320): it matters most, and a session that runs out of device
+# Run `gan` first (device calls: timeout_s 470 and 380): it matters most, and a session that runs out of device
 # time cuts the later call short.
 #
 # Everything is written under $OUT (the device tool brings it back). Each part has its own time limit, so a part
@@ -32,23 +32,29 @@ gan)
     if [ "$SMOKE" = 1 ]; then
         part gan_recipes 400 python3 experiments/gan_recipes.py --tiny --work /tmp/gpu_gan --out "$OUT/gan_recipes"
     else
-        part gan_recipes 520 python3 experiments/gan_recipes.py --start experiments/gan_long_state \
-            --config shapes_gan --log_every 1000 --work /tmp/gpu_gan --out "$OUT/gan_recipes" --budget_s 480
+        part gan_recipes 450 python3 experiments/gan_recipes.py --start experiments/gan_long_state \
+            --config shapes_gan --log_every 1000 --work /tmp/gpu_gan --out "$OUT/gan_recipes" --budget_s 420
     fi
     ;;
 checks)
     if [ "$SMOKE" = 1 ]; then
         part compile 300 python3 benchmarks/sampling.py --compile-only --batches 1 64 --compile-configs compat \
-            --compile-timeout 120 --out "$OUT/compile.json" --markdown "$OUT/compile.md"
+            --compile-precision tf32 --compile-timeout 120 --compile-variant autotune0=--xla_gpu_autotune_level=0 \
+            --out "$OUT/compile.json" --markdown "$OUT/compile.md"
         part multiprocess 200 python3 benchmarks/multiprocess_sample.py --cpu_devices 2 --num_samples 16 \
             --chunk_size 8 --out "$OUT/multiprocess.json"
     else
-        # compat and the best default at batches 1 … 4096; compat again without autotuning and without Triton
-        # GEMMs: which of them the growth with the batch comes from (docs/performance.md, "Compile time").
-        part compile 210 python3 benchmarks/sampling.py --compile-only --compile-configs compat best \
-            --compile-timeout 80 --compile-variant autotune0=--xla_gpu_autotune_level=0 \
+        # what users get (tf32, the GPU default): compat and the best default at batches 1 … 4096; then LACE's
+        # float32 (highest, 33.5 s at batch 4096 when last measured) for compat, also without autotuning and without
+        # Triton GEMMs: which of them the growth with the batch comes from (docs/performance.md, "Compile time").
+        part compile_tf32 90 python3 benchmarks/sampling.py --compile-only --compile-configs compat best \
+            --compile-precision tf32 --compile-timeout 60 \
+            --out "$OUT/compile_gpu_tf32.json" --markdown "$OUT/compile_gpu_tf32.md"
+        part compile_highest 190 python3 benchmarks/sampling.py --compile-only --compile-configs compat \
+            --compile-precision highest --compile-timeout 60 \
+            --compile-variant autotune0=--xla_gpu_autotune_level=0 \
             --compile-variant notriton=--xla_gpu_enable_triton_gemm=false \
-            --out "$OUT/compile_gpu.json" --markdown "$OUT/compile_gpu.md"
+            --out "$OUT/compile_gpu_highest.json" --markdown "$OUT/compile_gpu_highest.md"
         part multiprocess 80 python3 benchmarks/multiprocess_sample.py --num_samples 512 --chunk_size 128 \
             --timeout 38 --out "$OUT/multiprocess_gpu.json"
     fi

@@ -669,8 +669,9 @@ def compile_child(name: str, options: dict, batches: list, reps: int = 1) -> dic
             jcfg = dict(options)
             kind = jcfg.pop("kind", "ode")
             render = jcfg.pop("render", False)
+            policy = jcfg.pop("precision", "highest")       # the drift's matmul policy (--compile-precision)
             f = setup.jax_solver(kind, render=render, **jcfg)
-            energy, jz0 = setup.energy(ys), jnp.asarray(z0)
+            energy, jz0 = setup.energy(ys, policy=policy), jnp.asarray(z0)
             t = time.perf_counter()
             low = f.lower(energy, jz0)
             t_low = time.perf_counter() - t
@@ -695,15 +696,18 @@ def compile_child(name: str, options: dict, batches: list, reps: int = 1) -> dic
 
 
 def compile_section(batches: list, best: dict, variants: list, variant_configs: list, configs: list | None = None,
-                    timeout: int = 900, devices: list | None = None, reps: int = 1, emit=None) -> list:
+                    timeout: int = 900, devices: list | None = None, reps: int = 1, emit=None,
+                    precision: str = "highest") -> list:
     """Compile time of every configuration at every batch, each configuration in a fresh process (see above),
     for the XLA flags this process was started with ('default') and for each `NAME=FLAGS` variant (added to
     XLA_FLAGS; run for `variant_configs` only). One row per (variant, configuration, batch); `emit(rows)` after
-    each process; a process past `timeout` s leaves an error row."""
+    each process; a process past `timeout` s leaves an error row. `precision`: the matmul policy of the drift's
+    mapping + classifier in every job (`lace_jax.models.precision`; the library's GPU default is tf32)."""
     import subprocess
 
     opts = {k: (dict(best) if v is None else dict(best, render=True) if v == "render" else dict(v))
             for k, v in COMPILE_CONFIGS.items()}
+    opts = {k: dict(v, precision=precision) for k, v in opts.items()}
     names = configs or list(opts)
     base_flags = os.environ.get("XLA_FLAGS", "")
     jobs = [("default", base_flags, n) for n in names]
@@ -789,6 +793,8 @@ def add_compile_args(ap) -> None:
                          "e.g. autotune0=--xla_gpu_autotune_level=0")
     ap.add_argument("--compile-variant-configs", type=str, nargs="*", default=["compat"],
                     help="configurations the variants run (default: compat)")
+    ap.add_argument("--compile-precision", type=str, default="highest", choices=list(MP.POLICIES),
+                    help="compile section: the drift's matmul policy (highest: LACE's float32; tf32: the GPU default)")
     ap.add_argument("--compile-reps", type=int, default=1,
                     help="rounds over the batches in each process (> 1 for a loaded CPU: medians)")
     ap.add_argument("--compile-timeout", type=int, default=900, help="seconds per configuration process")
@@ -820,7 +826,8 @@ def compile_main(args) -> dict:
                        diffrax=diffrax.__version__),
                    xla_flags=os.environ.get("XLA_FLAGS", ""), setup=dict(
                        generator=INIT_KWARGS, classifier=CLASSIFIER, best_default=best, batches=batches,
-                       reps=args.compile_reps, load_avg_at_start=load0, load_avg_now=_loadavg()),
+                       reps=args.compile_reps, precision=args.compile_precision, load_avg_at_start=load0,
+                       load_avg_now=_loadavg()),
                    **compile_summary(rows), results=dict(compile=rows), wall_s=time.time() - t_start)
         if args.out:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -832,7 +839,7 @@ def compile_main(args) -> dict:
     load0 = _loadavg()
     rows = compile_section(batches, best, args.compile_variant, args.compile_variant_configs,
                            args.compile_configs, timeout=args.compile_timeout, devices=devices,
-                           reps=args.compile_reps, emit=emit)
+                           reps=args.compile_reps, emit=emit, precision=args.compile_precision)
     doc = emit(rows)
     doc["complete"] = True
     if args.out:
@@ -982,7 +989,7 @@ def main(argv=None):
     if "compile" not in args.skip and not quick:
         results["compile"] = compile_section(batches, best, args.compile_variant, args.compile_variant_configs,
                                              args.compile_configs, timeout=args.compile_timeout,
-                                             reps=args.compile_reps)
+                                             reps=args.compile_reps, precision=args.compile_precision)
     doc = emit(final=True)
     print(json.dumps(doc, indent=1, default=float))
 
