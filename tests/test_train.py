@@ -34,10 +34,14 @@ def test_tiny_judge_run_lowers_its_loss(tmp_path):
 
 def test_judge_resume_is_exact(tmp_path):
     cfg = _tiny_judge_config(steps=6)
-    straight, n = _judge_run(cfg, tmp_path / "a", 6)
+    init_key, data_key = jax.random.split(jax.random.PRNGKey(cfg["seed"]))
+    model, tx, state = judge.init_state(cfg, init_key)
+    step_fn = judge.make_step(model, tx, cfg, data_key)        # pure: one compilation serves the three runs
+    run = lambda workdir, n: loop.run(state, step_fn, num_steps=n, workdir=workdir, ckpt_every=1000, log_every=1)
+    straight, n = run(tmp_path / "a", 6)
     assert n == 6
-    _, n1 = _judge_run(cfg, tmp_path / "b", 3)                 # "interrupted" after 3 steps
-    resumed, n2 = _judge_run(cfg, tmp_path / "b", 6)           # fresh process state, resumes from step 3
+    _, n1 = run(tmp_path / "b", 3)                             # "interrupted" after 3 steps
+    resumed, n2 = run(tmp_path / "b", 6)                       # from the initial state again: resumes from step 3
     assert (n1, n2) == (3, 6)
     for a, b in zip(jax.tree_util.tree_leaves(straight), jax.tree_util.tree_leaves(resumed)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
