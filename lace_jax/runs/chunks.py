@@ -252,7 +252,7 @@ def _manifest(num_samples: int, chunk_size: int, seed: int, fingerprint: Mapping
               paths: Callable[[Any], Any] = records.path_identities) -> dict:
     """The run's identity as written to the manifest; absolute paths in the fingerprint (a model folder) as
     `paths` gives them: by default a name and a digest, so the shared folder names no directory of this machine
-    (manifests written before 2026-12-05 hold the paths themselves: `paths=lambda x: x`)."""
+    (manifests of earlier versions hold the paths themselves: `paths=lambda x: x`)."""
     fingerprint = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
                    for k, v in dict(fingerprint or {}).items()}   # e.g. {"options": SamplerOptions(...)}
     return records.to_jsonable({"format": "lace_jax.runs.chunks", "version": 1, "num_samples": int(num_samples),

@@ -198,7 +198,7 @@ def _sweep(world, request: rq.Request, t_start: float, procs: chunks.Processes) 
     rows_dir = request.out_dir / "sweep" / "rows"
     rows_dir.mkdir(parents=True, exist_ok=True)
     world_cfg = {k: v for k, v in world.config.items() if k != "conditions"}
-    # a row's key names the world's model folders by records.path_identities (rows written before 2026-12-05
+    # a row's key names the world's model folders by records.path_identities (rows of earlier versions
     # hold the paths themselves: `legacy`, still accepted)
     legacy = [json.loads(json.dumps(records.to_jsonable(
         {"setting": dict(s), "num_samples": n, "seed": request.seed, "tol": tol, "world": world.name,
