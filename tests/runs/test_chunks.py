@@ -104,12 +104,12 @@ def test_incomplete_chunk_is_recomputed_and_other_runs_refused(tmp_path):
 
 
 def test_manifest_names_no_directory_yet_tells_model_folders_apart(tmp_path, monkeypatch):
-    model = tmp_path / "users" / "ada" / "models" / "default"
+    model = tmp_path / "users" / "zoe" / "models" / "default"      # a name no hex digest can contain
     out = tmp_path / "run"
     fp = {"config": {"model_dir": str(model), "name": "shapes"}}
     chunks.generate(toy_per_sample, PARAMS, num_samples=4, chunk_size=2, seed=0, out_dir=out, fingerprint=fp)
     text = (out / "chunks" / "manifest.json").read_text()
-    assert str(tmp_path) not in text and "ada" not in text
+    assert str(tmp_path) not in text and "zoe" not in text
     written = json.loads(text)["fingerprint"]["config"]["model_dir"]
     assert written.startswith("…/default#") and len(written) == len("…/default#") + 16
     # the same folder from another working directory resumes; another folder of the same name is refused
