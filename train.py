@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import importlib
 import json
-import sys
 from pathlib import Path
 
-from absl import app, flags, logging
+from absl import flags
 
+import cli
 from lace_jax.config import apply_overrides, load_config
 
 FLAGS = flags.FLAGS
@@ -50,19 +50,26 @@ KINDS = {"judge": "lace_jax.training.judge_run.train_judge", "gan": "lace_jax.tr
          "export": "lace_jax.training.export.run", "calibrate": "lace_jax.training.calibrate.run"}
 
 
-def main(argv) -> None:
-    del argv
-    logging.set_verbosity(logging.WARNING)   # orbax logs every save at INFO
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:   # `--set a=1 b=2` would otherwise drop b=2 without a word
+        raise cli.UserError(f"unexpected arguments: {' '.join(argv[1:])} (each override takes its own --set)")
     if FLAGS.workdir is None:
-        raise app.UsageError("--workdir is required")
-    config = apply_overrides(load_config(FLAGS.config), FLAGS.set)
+        raise cli.UserError("--workdir is required")
+    try:
+        config = load_config(FLAGS.config)
+    except (FileNotFoundError, ValueError) as err:
+        raise cli.UserError(f"--config: {err}") from None
+    try:
+        config = apply_overrides(config, FLAGS.set)
+    except (KeyError, ValueError) as err:
+        raise cli.UserError(f"--set: {err.args[0] if err.args else err}") from None
+    kind = config.get("kind")
+    if kind not in KINDS:
+        raise cli.UserError(f"config kind must be one of {', '.join(KINDS)}, got {kind!r}")
     workdir = Path(FLAGS.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(json.dumps(config, indent=2))
     _log(f"train.py --config {FLAGS.config} --workdir {workdir} " + " ".join(f"--set {s}" for s in FLAGS.set))
-    kind = config.get("kind")
-    if kind not in KINDS:
-        raise app.UsageError(f"config kind must be one of {', '.join(KINDS)}, got {kind!r}")
     module, function = KINDS[kind].rsplit(".", 1)
     result = getattr(importlib.import_module(module), function)(config, workdir, log=_log)
     if kind == "diffusion_latent":
@@ -71,4 +78,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    cli.run(main)

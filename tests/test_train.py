@@ -166,3 +166,18 @@ def test_gan_blocks_match_per_iteration_steps_on_the_real_networks(tmp_path):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6)
     assert np.all(np.isfinite(np.asarray(m["loss_d"])[:, :5]))
     assert float(np.abs(np.asarray(m["d_real"])[0, 1:5] - np.asarray(m["d_real"])[1, 1:5]).max()) > 0
+
+
+def test_train_cli_refuses_bad_input_with_exit_2_and_writes_nothing(tmp_path):
+    """Each override takes its own --set: `--set a=1 b=2` used to train with b silently dropped."""
+    from tests.cli_helpers import assert_usage_errors, run_script
+
+    work = tmp_path / "w"
+    assert_usage_errors(lambda *a: run_script("train.py", *a, timeout=120), [
+        (("--workdir", str(work), "--set", "steps=5", "log_every=1"), "unexpected arguments: log_every=1"),
+        (("--set", "steps=5"), "--workdir is required"),
+        (("--workdir", str(work), "--set", "nosuch=1"), "unknown config key 'nosuch'"),
+        (("--workdir", str(work), "--set", "steps"), "not of the form key=value"),
+        (("--workdir", str(work), "--config", "nosuch"), "unknown config 'nosuch'"),
+    ])
+    assert not work.exists()
