@@ -175,9 +175,7 @@ def test_train_cli_refuses_bad_input_with_exit_2_and_writes_nothing(tmp_path):
     work = tmp_path / "w"
     assert_usage_errors(lambda *a: run_script("train.py", *a, timeout=120), [
         (("--workdir", str(work), "--set", "steps=5", "log_every=1"), "unexpected arguments: log_every=1"),
-        (("--set", "steps=5"), "--workdir is required"),
         (("--workdir", str(work), "--set", "nosuch=1"), "unknown config key 'nosuch'"),
-        (("--workdir", str(work), "--set", "steps"), "not of the form key=value"),
         (("--workdir", str(work), "--config", "nosuch"), "unknown config 'nosuch'"),
     ])
     assert not work.exists()
