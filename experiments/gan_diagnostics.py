@@ -1,15 +1,23 @@
-"""Two diagnostics for the shapes GAN, on the shipped judge (see docs/default_model.md, "Continuing the generator").
+"""Diagnostics for the shapes GAN, on the shipped judge (see docs/default_model.md, "Continuing the generator").
 
     python experiments/gan_diagnostics.py progress runs/gan2 [--num 2000]    # newest checkpoint of a GAN run
     python experiments/gan_diagnostics.py progress shipped                   # the shipped generator
     python experiments/gan_diagnostics.py fit [--steps 800]                  # can G draw the world at all?
     python experiments/gan_diagnostics.py discriminator experiments/gan_mid_state [--num 512]   # what D rewards
+    python experiments/gan_diagnostics.py invert experiments/gan_long_state [--num 64 --steps 600 --space w+]
+    python experiments/gan_diagnostics.py psi experiments/gan_long_state [--num 1000]   # raw G, EMA G, truncation
 
 `progress`: FD of the EMA generator to real renders in judge features (`quality.measure_generator`, `num` per
 set, seed 31) and the judge's shape/background frequencies on its samples (the world is uniform: 1/4, 1/3).
 `fit`: the generator architecture of `configs/shapes_gan` fitted by plain L2 regression (Adam 3e-3, const noise)
 to 16 fixed renders from 16 fixed z — no discriminator. If it reproduces sharp triangles and stars, the blobs of
 the GAN are a training problem (signal or budget), not missing capacity. Writes `fit.png` (fits, then targets).
+`invert`: the *trained* EMA synthesis network, w+ (one w per layer; `--space w`: one w for all layers) optimised
+per image (Adam 0.05 from the mean w, L2, const noise) to reproduce `num` real renders; the fit judge's verdict on
+the reconstructions, per true shape. If they pass, the network can draw the world with the weights it has and what
+is wrong is where its mapping puts the mass. Writes `--out` (rows of 16: targets, then their reconstructions).
+`psi`: the fit judge on `num` samples of the raw G and the EMA G, and of the EMA G truncated towards the mean w
+(ψ = 0.8, 0.6, 0.4): is the EMA what blurs, and does the centre of W hold the shapes?
 """
 from __future__ import annotations
 
@@ -91,20 +99,98 @@ def discriminator(workdir: str, num: int) -> dict:
     return {"workdir": Path(workdir).name, "steps": cfg.get("trained_steps"), "num": num, "sets": rows}
 
 
+def _generator(source: str):
+    if source == "shipped":
+        m = load_default()
+        return m.generator_config, m.generator
+    return gan_run.load_gan_ema(source)[:2]
+
+
+def invert(source: str, num: int, steps: int, out: str, space: str) -> dict:
+    g_cfg, g_vars = _generator(source)
+    real, factors = shapes.sample(jax.random.PRNGKey(7), num)
+    z = jax.random.normal(jax.random.PRNGKey(1), (4096, g_cfg.z_dim))
+    layers = g_cfg.num_ws if space == "w+" else 1
+    w0 = jnp.broadcast_to(sg.mapping(g_cfg, g_vars, z).mean(0)[:layers], (num, layers, g_cfg.w_dim))
+    synth = lambda w: sg.synthesis(g_cfg, g_vars, jnp.broadcast_to(w, (num, g_cfg.num_ws, g_cfg.w_dim)),
+                                   noise_mode="const")
+    tx = optax.adam(0.05)
+
+    @jax.jit
+    def step(w, o):
+        l, g = jax.value_and_grad(lambda w: jnp.mean(jnp.square(synth(w) - real)))(w)
+        u, o = tx.update(g, o)
+        return optax.apply_updates(w, u), o, l
+
+    w, o, t0, hist = w0, tx.init(w0), time.time(), {}
+    for i in range(steps):
+        w, o, l = step(w, o)
+        if i % 100 == 0 or i == steps - 1:
+            hist[i + 1] = round(float(l), 5)
+            print(f"invert step {i + 1:5d} mse {float(l):.5f} {time.time() - t0:.0f}s", flush=True)
+    rec = np.asarray(synth(w))
+    verdict = fit_judge.judge(rec)
+    true = np.asarray(factors.shape)
+    right = np.asarray(verdict.realistic) & (np.asarray(verdict.shape) == true)
+    per_shape = {name: {"n": int((true == k).sum()), "realistic_right_shape": round(float(right[true == k].mean()), 3),
+                        "median_score": round(float(np.median(np.asarray(verdict.score)[true == k])), 3)}
+                 for k, name in enumerate(shapes.SHAPES) if (true == k).any()}
+    rows = [x for i in range(0, num, 16) for x in (np.asarray(real)[i:i + 16], rec[i:i + 16])]
+    save_png(out, make_grid(np.concatenate(rows), ncols=16))
+    return {"source": Path(source).name, "space": space, "num": num, "steps": steps, "mse_by_step": hist,
+            "realistic": round(float(np.mean(verdict.realistic)), 3), "realistic_right_shape": round(float(right.mean()), 3),
+            "per_shape": per_shape, "tau": fit_judge.TAU, "image": Path(out).name}
+
+
+def psi(source: str, num: int) -> dict:
+    z = jax.random.normal(jax.random.PRNGKey(31), (num, 64))
+    rows = {}
+
+    def verdict(name, g_cfg, g_vars, w):
+        draw = jax.jit(lambda w: sg.synthesis(g_cfg, g_vars, w, noise_mode="const"))
+        r = fit_judge.judge(np.concatenate([np.asarray(draw(w[i:i + 250])) for i in range(0, num, 250)]))
+        real, best = np.asarray(r.realistic), np.asarray(r.shape)
+        rows[name] = {"realistic": round(float(real.mean()), 3),
+                      "realistic_by_shape": {s: round(float((real & (best == k)).mean()), 3)
+                                             for k, s in enumerate(shapes.SHAPES)},
+                      "best_fit_shapes_all": {s: round(float((best == k).mean()), 3) for k, s in enumerate(shapes.SHAPES)}}
+        print(name, json.dumps(rows[name]), flush=True)
+
+    sources = {"EMA G": _generator(source)}
+    if source != "shipped":
+        cfg = loop.run_config(source)
+        g_cfg, buffers, _, template, *_ = gan_run.build(cfg)
+        sources["G (not EMA)"] = (g_cfg, {"params": loop.restore_newest(source, template, cfg, "GAN")["g"],
+                                          "buffers": buffers})
+    for name, (g_cfg, g_vars) in sources.items():
+        assert g_cfg.z_dim == z.shape[1], g_cfg.z_dim
+        w_avg = sg.mapping(g_cfg, g_vars, jax.random.normal(jax.random.PRNGKey(0), (8192, g_cfg.z_dim))).mean(0)
+        ws = sg.mapping(g_cfg, g_vars, z)
+        for p in ((1.0, 0.8, 0.6, 0.4) if name == "EMA G" else (1.0,)):
+            verdict(f"{name}, psi={p:g}", g_cfg, g_vars, w_avg + p * (ws - w_avg))
+    return {"source": Path(source).name, "num": num, "z_seed": 31, "rows": rows}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["progress", "fit", "discriminator"])
+    ap.add_argument("what", choices=["progress", "fit", "discriminator", "invert", "psi"])
     ap.add_argument("source", nargs="?", default="shipped")
-    ap.add_argument("--num", type=int, default=None, help="samples per set (progress: 2000, discriminator: 512)")
-    ap.add_argument("--steps", type=int, default=800)
+    ap.add_argument("--num", type=int, default=None,
+                    help="samples per set (progress: 2000, discriminator: 512), renders to invert (invert: 64)")
+    ap.add_argument("--steps", type=int, default=None, help="Adam steps (fit: 800, invert: 600)")
     ap.add_argument("--out", default="fit.png")
+    ap.add_argument("--space", choices=["w+", "w"], default="w+", help="invert: one w per layer, or one for all")
     a = ap.parse_args()
     if a.what == "progress":
         print(json.dumps(progress(a.source, a.num or 2000)))
     elif a.what == "discriminator":
         print(json.dumps(discriminator(a.source, a.num or 512)))
+    elif a.what == "invert":
+        print(json.dumps(invert(a.source, a.num or 64, a.steps or 600, a.out, a.space)))
+    elif a.what == "psi":
+        print(json.dumps(psi(a.source, a.num or 1000)))
     else:
-        print(json.dumps(fit(a.steps, a.out)))
+        print(json.dumps(fit(a.steps or 800, a.out)))
 
 
 if __name__ == "__main__":
