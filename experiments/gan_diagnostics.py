@@ -143,7 +143,6 @@ def invert(source: str, num: int, steps: int, out: str, space: str) -> dict:
 
 
 def psi(source: str, num: int) -> dict:
-    z = jax.random.normal(jax.random.PRNGKey(31), (num, 64))
     rows = {}
 
     def verdict(name, g_cfg, g_vars, w):
@@ -163,7 +162,7 @@ def psi(source: str, num: int) -> dict:
         sources["G (not EMA)"] = (g_cfg, {"params": loop.restore_newest(source, template, cfg, "GAN")["g"],
                                           "buffers": buffers})
     for name, (g_cfg, g_vars) in sources.items():
-        assert g_cfg.z_dim == z.shape[1], g_cfg.z_dim
+        z = jax.random.normal(jax.random.PRNGKey(31), (num, g_cfg.z_dim))
         w_avg = sg.mapping(g_cfg, g_vars, jax.random.normal(jax.random.PRNGKey(0), (8192, g_cfg.z_dim))).mean(0)
         ws = sg.mapping(g_cfg, g_vars, z)
         for p in ((1.0, 0.8, 0.6, 0.4) if name == "EMA G" else (1.0,)):
@@ -178,7 +177,7 @@ def main() -> None:
     ap.add_argument("--num", type=int, default=None,
                     help="samples per set (progress: 2000, discriminator: 512), renders to invert (invert: 64)")
     ap.add_argument("--steps", type=int, default=None, help="Adam steps (fit: 800, invert: 600)")
-    ap.add_argument("--out", default="fit.png")
+    ap.add_argument("--out", default=None, help="the picture (fit: fit.png, invert: invert.png)")
     ap.add_argument("--space", choices=["w+", "w"], default="w+", help="invert: one w per layer, or one for all")
     a = ap.parse_args()
     if a.what == "progress":
@@ -186,11 +185,11 @@ def main() -> None:
     elif a.what == "discriminator":
         print(json.dumps(discriminator(a.source, a.num or 512)))
     elif a.what == "invert":
-        print(json.dumps(invert(a.source, a.num or 64, a.steps or 600, a.out, a.space)))
+        print(json.dumps(invert(a.source, a.num or 64, a.steps or 600, a.out or "invert.png", a.space)))
     elif a.what == "psi":
         print(json.dumps(psi(a.source, a.num or 1000)))
     else:
-        print(json.dumps(fit(a.steps or 800, a.out)))
+        print(json.dumps(fit(a.steps or 800, a.out or "fit.png")))
 
 
 if __name__ == "__main__":
