@@ -26,9 +26,9 @@ part() {   # part NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.lo
 
 case "${1:-}" in
 gan)
-    # Nine recipes (R1 γ ∈ {0.001, 0.003, 0.01} × D lr) as vmapped variants of one program, continuing a copy of the shipped run
-    # (batch 32; its D rewards sharp edges, docs/default_model.md), scored by the fit judge; the best state
-    # comes back resumable in bundle.tar.part*.
+    # Nine recipes (R1 γ ∈ {0.001, 0.003, 0.01} × D lr) as vmapped variants of one program, continuing a copy
+    # of the shipped run (batch 32; its D rewards sharp edges, docs/default_model.md), scored by the fit judge;
+    # the best state comes back resumable in bundle.tar.part*.
     if [ "$SMOKE" = 1 ]; then
         part gan_recipes 400 python3 experiments/gan_recipes.py --tiny --work /tmp/gpu_gan --out "$OUT/gan_recipes"
     else
