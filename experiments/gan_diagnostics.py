@@ -1,4 +1,5 @@
-"""Diagnostics for the shapes GAN, on the shipped judge (see docs/default_model.md, "Continuing the generator").
+"""Diagnostics for the shapes GAN, on the shipped judges (docs/default_model.md: "Where the blobs come from",
+"What the two discriminators reward", "Generator history").
 
     python experiments/gan_diagnostics.py progress runs/gan2 [--num 2000]    # newest checkpoint of a GAN run
     python experiments/gan_diagnostics.py progress shipped                   # the shipped generator
