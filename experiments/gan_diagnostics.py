@@ -23,6 +23,7 @@ is wrong is where its mapping puts the mass. Writes `--out` (rows of 16: targets
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -146,8 +147,7 @@ def invert(source: str, num: int, steps: int, out: str, space: str) -> dict:
 def psi(source: str, num: int) -> dict:
     rows = {}
 
-    def verdict(name, g_cfg, g_vars, w):
-        draw = jax.jit(lambda w: sg.synthesis(g_cfg, g_vars, w, noise_mode="const"))
+    def verdict(name, draw, w):
         r = fit_judge.judge(np.concatenate([np.asarray(draw(w[i:i + 250])) for i in range(0, num, 250)]))
         real, best = np.asarray(r.realistic), np.asarray(r.shape)
         rows[name] = {"realistic": round(float(real.mean()), 3),
@@ -163,11 +163,12 @@ def psi(source: str, num: int) -> dict:
         sources["G (not EMA)"] = (g_cfg, {"params": loop.restore_newest(source, template, cfg, "GAN")["g"],
                                           "buffers": buffers})
     for name, (g_cfg, g_vars) in sources.items():
+        draw = jax.jit(functools.partial(sg.synthesis, g_cfg, g_vars, noise_mode="const"))   # one compile per G
         z = jax.random.normal(jax.random.PRNGKey(31), (num, g_cfg.z_dim))
         w_avg = sg.mapping(g_cfg, g_vars, jax.random.normal(jax.random.PRNGKey(0), (8192, g_cfg.z_dim))).mean(0)
         ws = sg.mapping(g_cfg, g_vars, z)
         for p in ((1.0, 0.8, 0.6, 0.4) if name == "EMA G" else (1.0,)):
-            verdict(f"{name}, psi={p:g}", g_cfg, g_vars, w_avg + p * (ws - w_avg))
+            verdict(f"{name}, psi={p:g}", draw, w_avg + p * (ws - w_avg))
     return {"source": Path(source).name, "num": num, "z_seed": 31, "rows": rows}
 
 
