@@ -7,6 +7,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# pytest-xdist runs several workers (setup.cfg): on a GPU each would otherwise reserve most of its memory
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
 
 def fixtures_dir() -> Path:
     """`$LACE_JAX_FIXTURES`, else `../shared/fixtures` beside the checkout."""
