@@ -10,6 +10,7 @@ def get_config() -> dict:
             "z_dim": 64,
             "w_dim": 64,
             "mapping_layers": 2,
+            "lr_multiplier": 0.01,           # the mapping's learning-rate multiplier (ada's default)
             "channels": {4: 64, 8: 64, 16: 32, 32: 16},
             "architecture": "skip",
         },

@@ -7,6 +7,8 @@
     python experiments/gan_diagnostics.py discriminator experiments/gan_mid_state [--num 512]   # what D rewards
     python experiments/gan_diagnostics.py invert experiments/gan_long_state [--num 64 --steps 600 --space w+]
     python experiments/gan_diagnostics.py psi experiments/gan_long_state [--num 1000]   # raw G, EMA G, truncation
+    python experiments/gan_diagnostics.py twotone shipped [--num 1000]       # soft edges, or wrong outlines?
+    python experiments/gan_diagnostics.py mapping experiments/gan_long_state     # how far the mapping trained
 
 `progress`: FD of the EMA generator to real renders in judge features (`quality.measure_generator`, `num` per
 set, seed 31) and the judge's shape/background frequencies on its samples (the world is uniform: 1/4, 1/3).
@@ -19,6 +21,14 @@ the reconstructions, per true shape. If they pass, the network can draw the worl
 is wrong is where its mapping puts the mass. Writes `--out` (rows of 16: targets, then their reconstructions).
 `psi`: the fit judge on `num` samples of the raw G and the EMA G, and of the EMA G truncated towards the mean w
 (ψ = 0.8, 0.6, 0.4): is the EMA what blurs, and does the centre of W hold the shapes?
+`twotone`: the fit judge on `num` samples and on their two-tone versions (every pixel set to the border's median
+colour or to the object's colour, whichever is nearer), beside the same for real renders and for real renders
+blurred by σ = 2 px (the control: how much two-toning alone rescues a blob). If two-toned samples pass, their
+outlines are right and only their edges are soft; if not, the outlines themselves are wrong. Writes `--out`
+(rows of 16: samples, then their two-tone versions).
+`mapping`: how far each mapping layer of a GAN run moved from its initial weights (relative Frobenius change of
+the effective weight; that initial value does not depend on the multiplier), which ada's lr multiplier 0.01 keeps small (`experiments/gan_surgery.py mapping_lr` makes a
+copy of a run that trains it with another multiplier).
 """
 from __future__ import annotations
 
@@ -172,14 +182,79 @@ def psi(source: str, num: int) -> dict:
     return {"source": Path(source).name, "num": num, "z_seed": 31, "rows": rows}
 
 
+def two_tone(images: np.ndarray) -> np.ndarray:
+    """[B, 3, H, W] → the same images in two colours: the border's median colour (background) and the mean colour
+    of the pixels farthest from it (object, those within 3/4 of the largest distance); each pixel takes the
+    nearer of the two."""
+    x = np.asarray(images, np.float32)
+    border = np.concatenate([x[:, :, 0, :], x[:, :, -1, :], x[:, :, :, 0], x[:, :, :, -1]], axis=2)
+    bg = np.median(border, axis=2)[:, :, None, None]
+    d_bg = np.linalg.norm(x - bg, axis=1)                                        # [B, H, W]
+    far = d_bg >= 0.75 * d_bg.max(axis=(1, 2), keepdims=True)
+    obj = (x * far[:, None]).sum(axis=(2, 3)) / np.maximum(far.sum(axis=(1, 2)), 1)[:, None]
+    obj = obj[:, :, None, None]
+    nearer_obj = np.linalg.norm(x - obj, axis=1) < d_bg
+    return np.where(nearer_obj[:, None], obj, bg).astype(np.float32)
+
+
+def twotone(source: str, num: int, out: str) -> dict:
+    g_cfg, g_vars = _generator(source)
+    z = jax.random.normal(jax.random.PRNGKey(31), (num, g_cfg.z_dim))
+    draw = jax.jit(lambda z: sg.generate(g_cfg, g_vars, z))
+    fake = np.concatenate([np.asarray(draw(z[i:i + 250])) for i in range(0, num, 250)])
+    real, factors = shapes.sample(jax.random.PRNGKey(7), num)
+    real, true = np.asarray(real), np.asarray(factors.shape)
+    blob = fit_judge.gaussian_blur(real, 2.0)
+    rows = {}
+    for name, x, labels in (("real renders", real, true), ("real blurred sigma=2", blob, true),
+                            ("samples", fake, None)):
+        for tone, imgs in (("as drawn", x), ("two-tone", two_tone(x))):
+            r = fit_judge.judge(imgs)
+            ok, best = np.asarray(r.realistic), np.asarray(r.shape)
+            row = {"realistic": round(float(ok.mean()), 3),
+                   "realistic_by_best_shape": {s: round(float((ok & (best == k)).mean()), 3)
+                                               for k, s in enumerate(shapes.SHAPES)},
+                   "median_score": round(float(np.median(np.asarray(r.score))), 3)}
+            if labels is not None:
+                row["realistic_right_shape"] = round(float((ok & (best == labels)).mean()), 3)
+            rows[f"{name}, {tone}"] = row
+            print(f"{name}, {tone}", json.dumps(row), flush=True)
+    toned = two_tone(fake[:32])
+    save_png(out, make_grid(np.concatenate([fake[:16], toned[:16], fake[16:32], toned[16:32]]), ncols=16))
+    return {"source": Path(source).name, "num": num, "z_seed": 31, "tau": fit_judge.TAU, "rows": rows,
+            "image": Path(out).name}
+
+
+def _effective_mapping(g_cfg: sg.StyleGAN2Config, params: dict) -> dict:
+    lr = g_cfg.lr_multiplier
+    return {name: np.asarray(layer["weight"]) * lr / np.sqrt(layer["weight"].shape[0])
+            for name, layer in params["mapping"].items()}
+
+
+def mapping(workdir: str) -> dict:
+    cfg = loop.run_config(workdir)
+    g_cfg, _, _, template, *_ = gan_run.build(cfg)
+    state = loop.restore_newest(workdir, template, cfg, "GAN")
+    step = cfg.pop("trained_steps")
+    init = _effective_mapping(g_cfg, template["g"])      # build() initialises G from the run's seed, as train.py
+    now = _effective_mapping(g_cfg, state["g"])
+    result = {"workdir": Path(workdir).name, "steps": step, "lr_multiplier": g_cfg.lr_multiplier,
+              "relative_change_from_init": {k: round(float(np.linalg.norm(now[k] - init[k]) / np.linalg.norm(init[k])), 4)
+                                            for k in sorted(now)}}
+    if cfg.get("init_from"):
+        result["note"] = "this run started from init_from, so 'init' is not its start"
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["progress", "fit", "discriminator", "invert", "psi"])
+    ap.add_argument("what", choices=["progress", "fit", "discriminator", "invert", "psi", "twotone",
+                                         "mapping"])
     ap.add_argument("source", nargs="?", default="shipped")
     ap.add_argument("--num", type=int, default=None,
                     help="samples per set (progress: 2000, discriminator: 512), renders to invert (invert: 64)")
     ap.add_argument("--steps", type=int, default=None, help="Adam steps (fit: 800, invert: 600)")
-    ap.add_argument("--out", default=None, help="the picture (fit: fit.png, invert: invert.png)")
+    ap.add_argument("--out", default=None, help="the picture (fit: fit.png, invert: invert.png, twotone: twotone.png)")
     ap.add_argument("--space", choices=["w+", "w"], default="w+", help="invert: one w per layer, or one for all")
     a = ap.parse_args()
     if a.what == "progress":
@@ -190,6 +265,10 @@ def main() -> None:
         print(json.dumps(invert(a.source, a.num or 64, a.steps or 600, a.out or "invert.png", a.space)))
     elif a.what == "psi":
         print(json.dumps(psi(a.source, a.num or 1000)))
+    elif a.what == "twotone":
+        print(json.dumps(twotone(a.source, a.num or 1000, a.out or "twotone.png")))
+    elif a.what == "mapping":
+        print(json.dumps(mapping(a.source)))
     else:
         print(json.dumps(fit(a.steps or 800, a.out or "fit.png")))
 
