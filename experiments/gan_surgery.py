@@ -25,7 +25,6 @@ import sys
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,7 +53,7 @@ def mapping_lr(cfg: dict, state: dict, lr_multiplier: float) -> tuple[dict, dict
     """(config, state) whose mapping trains with `lr_multiplier`, computing the same images."""
     old = gan_run.generator_config(cfg).lr_multiplier
     k = old / lr_multiplier
-    scale = lambda tree, f: {**tree, "mapping": jax.tree_util.tree_map(lambda x: x * f, tree["mapping"])}
+    scale = lambda tree, f: {**tree, "mapping": jax.tree_util.tree_map(lambda x: np.asarray(x) * f, tree["mapping"])}
     adam, *rest = state["g_opt"]
     state = {**state, "g": scale(state["g"], k), "g_ema": scale(state["g_ema"], k),
              "g_opt": (adam._replace(mu=scale(adam.mu, k), nu=scale(adam.nu, k * k)), *rest)}
@@ -68,16 +67,18 @@ def _d_layers(resolution: int, index: int) -> tuple[list[str], list[str]]:
     return producers + [f"b{r}_conv0"], [f"b{r}_conv0", f"b{r}_conv1", f"b{r}_skip"]
 
 
-def widen_d(cfg: dict, state: dict, channels: list[int], key: jax.Array) -> tuple[dict, dict]:
-    """(config, state) with the discriminator's widths grown to `channels`, computing the same logits."""
+def widen_d(cfg: dict, state: dict, channels: list[int], seed: int) -> tuple[dict, dict]:
+    """(config, state) with the discriminator's widths grown to `channels`, computing the same logits (numpy
+    throughout: no kernel to compile per shape); `seed` draws the new channels' weights."""
     old = [int(c) for c in cfg["d_channels"]]
     if len(channels) != len(old) or any(n < o for n, o in zip(channels, old)) or channels[-1] != old[-1]:
         raise SystemExit(f"widen_d: d_channels {channels} must have {len(old)} entries, none below {old}, and the "
                          f"last (4x4, read by the minibatch-std epilogue) equal to {old[-1]}")
-    d = {name: dict(layer) for name, layer in state["d"].items()}
+    as_np = lambda tree: {name: {k: np.asarray(v) for k, v in layer.items()} for name, layer in tree.items()}
+    d = as_np(state["d"])
     adam, *rest = state["d_opt"]
-    mu = {name: dict(layer) for name, layer in adam.mu.items()}
-    nu = {name: dict(layer) for name, layer in adam.nu.items()}
+    mu, nu = as_np(adam.mu), as_np(adam.nu)
+    rng = np.random.default_rng(seed)
     res = int(cfg["resolution"])
     for index, (o, n) in enumerate(zip(old, channels)):
         if n == o:
@@ -85,24 +86,23 @@ def widen_d(cfg: dict, state: dict, channels: list[int], key: jax.Array) -> tupl
         producers, consumers = _d_layers(res, index)
         for name in consumers:                 # input axis 2 of HWIO: old inputs rescaled, new inputs zero
             w = d[name]["weight"]
-            s = np.sqrt(n / o)
+            s = np.float32(np.sqrt(n / o))
             pad = [(0, 0), (0, 0), (0, n - o), (0, 0)]
-            d[name]["weight"] = jnp.pad(w * s, pad)
-            mu[name]["weight"] = jnp.pad(mu[name]["weight"] / s, pad)
+            d[name]["weight"] = np.pad(w * s, pad)
+            mu[name]["weight"] = np.pad(mu[name]["weight"] / s, pad)
             v = nu[name]["weight"] / (s * s)
-            nu[name]["weight"] = jnp.pad(v, pad, constant_values=float(jnp.mean(v)))
+            nu[name]["weight"] = np.pad(v, pad, constant_values=v.mean())
         for name in producers:                 # output axis 3: new outputs get fresh weights from every input
-            key, k = jax.random.split(key)
             w = d[name]["weight"]
-            fresh = jax.random.normal(k, w.shape[:3] + (n - o,), w.dtype)
-            d[name]["weight"] = jnp.concatenate([w, fresh], axis=3)
-            zeros = jnp.zeros_like(fresh)
-            mu[name]["weight"] = jnp.concatenate([mu[name]["weight"], zeros], axis=3)
-            nu[name]["weight"] = jnp.concatenate([nu[name]["weight"], zeros + jnp.mean(nu[name]["weight"])], axis=3)
+            fresh = rng.standard_normal(w.shape[:3] + (n - o,)).astype(w.dtype)
+            d[name]["weight"] = np.concatenate([w, fresh], axis=3)
+            zeros = np.zeros_like(fresh)
+            mu[name]["weight"] = np.concatenate([mu[name]["weight"], zeros], axis=3)
+            nu[name]["weight"] = np.concatenate([nu[name]["weight"], zeros + nu[name]["weight"].mean()], axis=3)
             if "bias" in d[name]:
-                d[name]["bias"] = jnp.pad(d[name]["bias"], (0, n - o))
-                mu[name]["bias"] = jnp.pad(mu[name]["bias"], (0, n - o))
-                nu[name]["bias"] = jnp.pad(nu[name]["bias"], (0, n - o), constant_values=float(jnp.mean(nu[name]["bias"])))
+                d[name]["bias"] = np.pad(d[name]["bias"], (0, n - o))
+                mu[name]["bias"] = np.pad(mu[name]["bias"], (0, n - o))
+                nu[name]["bias"] = np.pad(nu[name]["bias"], (0, n - o), constant_values=nu[name]["bias"].mean())
     state = {**state, "d": d, "d_opt": (adam._replace(mu=mu, nu=nu), *rest)}
     return {**cfg, "d_channels": list(channels)}, state
 
@@ -124,7 +124,7 @@ def main() -> None:
     else:
         if a.d_channels is None:
             raise SystemExit("widen_d needs --d_channels")
-        cfg, state = widen_d(cfg, state, a.d_channels, jax.random.PRNGKey(a.seed))
+        cfg, state = widen_d(cfg, state, a.d_channels, a.seed)
     _write(a.dst, cfg, state, step)
     print(json.dumps({"src": Path(a.src).name, "dst": Path(a.dst).name, "step": step, a.what: a.lr_multiplier
                       if a.what == "mapping_lr" else a.d_channels}))

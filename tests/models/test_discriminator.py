@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lace_jax.models.discriminator import Discriminator, EqConv, minibatch_std
+from lace_jax.models.discriminator import Discriminator, EqConv, init, minibatch_std
 
 
 def _upfirdn_reference(x, taps, pad, down):
@@ -73,7 +73,7 @@ def test_minibatch_std_closed_form():
 def test_discriminator_shapes_and_scale():
     d = Discriminator(resolution=32, channels=(16, 32, 32, 32))
     x = jax.random.normal(jax.random.PRNGKey(0), (8, 3, 32, 32))
-    params = d.init(jax.random.PRNGKey(1), x)["params"]
+    params = init(d, jax.random.PRNGKey(1))
     out = d.apply({"params": params}, x)
     assert out.shape == (8,)
     assert np.all(np.isfinite(np.asarray(out))) and float(jnp.abs(out).max()) < 10.0   # equalised lr: O(1)
@@ -82,3 +82,17 @@ def test_discriminator_shapes_and_scale():
         d.apply({"params": params}, jnp.zeros((8, 32, 32, 3)))
     with pytest.raises(ValueError, match="channel widths"):
         Discriminator(resolution=32, channels=(16, 32)).init(jax.random.PRNGKey(1), x)
+
+
+def test_init_is_the_modules_initialisers_from_one_draw():
+    d = Discriminator(resolution=32, channels=(16, 32, 32, 32))
+    params = init(d, jax.random.PRNGKey(1))
+    declared = jax.eval_shape(lambda k: d.init(k, jnp.zeros((4, 3, 32, 32)))["params"], jax.random.PRNGKey(1))
+    assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(declared)
+    assert [p.shape for p in jax.tree_util.tree_leaves(params)] == [p.shape for p in jax.tree_util.tree_leaves(declared)]
+    weights = np.concatenate([np.ravel(layer["weight"]) for layer in params.values()])
+    assert weights.size > 20000 and abs(weights.mean()) < 0.03 and abs(weights.std() - 1) < 0.03   # N(0, 1)
+    assert all(np.all(np.asarray(layer["bias"]) == 0) for layer in params.values() if "bias" in layer)
+    again, other = init(d, jax.random.PRNGKey(1)), init(d, jax.random.PRNGKey(2))
+    assert np.array_equal(again["b4_fc"]["weight"], params["b4_fc"]["weight"])
+    assert not np.array_equal(other["b4_fc"]["weight"], params["b4_fc"]["weight"])
