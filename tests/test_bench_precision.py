@@ -1,18 +1,13 @@
 """The benchmark's precision pick and `--only`: which row is chosen "at LACE's error" (no timing is asserted)."""
-import importlib.util
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.cli_helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def sampling():
-    spec = importlib.util.spec_from_file_location("bench_sampling_precision", ROOT / "benchmarks" / "sampling.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/sampling.py", "bench_sampling_precision")
 
 
 def _row(policy, config, ratio, err, acc=0.2, algorithm=None):

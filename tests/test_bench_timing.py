@@ -1,20 +1,16 @@
 """The benchmark's timing helper: which calls are timed, which are warm-ups, and what `switch_median` is.
 
 No timing is asserted (speed belongs in benchmarks/); the callables record their own call order."""
-import importlib.util
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.cli_helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def sampling():
-    spec = importlib.util.spec_from_file_location("bench_sampling", ROOT / "benchmarks" / "sampling.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)          # torch is imported lazily by the benchmark, never at module level
-    return mod
+    # torch is imported lazily by the benchmark, never at module level
+    return load_script("benchmarks/sampling.py", "bench_sampling")
 
 
 def _recorder(log, name):

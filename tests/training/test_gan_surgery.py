@@ -1,6 +1,4 @@
 """experiments/gan_surgery.py: its copies of a train state compute what the source computes, and resume."""
-import importlib.util
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -10,16 +8,12 @@ from lace_jax.config import load_config
 from lace_jax.data import shapes
 from lace_jax.models import stylegan2 as sg
 from lace_jax.training import gan_run, loop
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.cli_helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def surgery():
-    spec = importlib.util.spec_from_file_location("gan_surgery", ROOT / "experiments" / "gan_surgery.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("experiments/gan_surgery.py", "gan_surgery")
 
 
 @pytest.fixture(scope="module")
