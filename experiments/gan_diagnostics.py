@@ -20,7 +20,8 @@ per image (Adam 0.05 from the mean w, L2, const noise) to reproduce `num` real r
 the reconstructions, per true shape. If they pass, the network can draw the world with the weights it has and what
 is wrong is where its mapping puts the mass. Writes `--out` (rows of 16: targets, then their reconstructions).
 `psi`: the fit judge on `num` samples of the raw G and the EMA G, and of the EMA G truncated towards the mean w
-(ψ = 0.8, 0.6, 0.4): is the EMA what blurs, and does the centre of W hold the shapes?
+(ψ = 0.8, 0.6, 0.4), and with its noise inputs off or random instead of constant: is the EMA what blurs, does the
+centre of W hold the shapes, does the noise make the lumps?
 `twotone`: the fit judge on `num` samples and on their two-tone versions (every pixel set to the border's median
 colour or to the object's colour, whichever is nearer), beside the same for real renders and for real renders
 blurred by σ = 2 px (the control: how much two-toning alone rescues a blob). If two-toned samples pass, their
@@ -179,7 +180,14 @@ def psi(source: str, num: int) -> dict:
         ws = sg.mapping(g_cfg, g_vars, z)
         for p in ((1.0, 0.8, 0.6, 0.4) if name == "EMA G" else (1.0,)):
             verdict(f"{name}, psi={p:g}", draw, w_avg + p * (ws - w_avg))
-    return {"source": Path(source).name, "num": num, "z_seed": 31, "rows": rows}
+        if name == "EMA G":                  # the per-pixel noise inputs: off, and random instead of const
+            for mode in ("none", "random"):
+                noisy = jax.jit(functools.partial(sg.synthesis, g_cfg, g_vars, noise_mode=mode))
+                verdict(f"{name}, psi=1, noise {mode}", lambda w: noisy(w, key=jax.random.PRNGKey(0)), ws)
+    strengths = {f"{b}/{c}": round(float(layer["noise_strength"]), 6)
+                 for b, block in sources["EMA G"][1]["params"]["synthesis"].items()
+                 for c, layer in block.items() if isinstance(layer, dict) and "noise_strength" in layer}
+    return {"source": Path(source).name, "num": num, "z_seed": 31, "rows": rows, "ema_noise_strengths": strengths}
 
 
 def two_tone(images: np.ndarray) -> np.ndarray:
