@@ -105,18 +105,10 @@ class Discriminator(nn.Module):
         return EqDense(1, act=False, name="b4_out")(x)[:, 0]
 
 
+
 def init(disc: Discriminator, key: jax.Array) -> dict:
-    """`disc`'s parameters with its modules' initialisers (weights N(0, 1), biases 0), all weights from ONE
-    `jax.random.normal(key, [total])` draw split in tree order, as `stylegan2.init` does for G: a Flax `init`
-    compiles one threefry kernel per parameter, which on CPU takes longer than the rest of a short run's start."""
+    """`disc`'s parameters with its modules' initialisers (weights N(0, 1), biases 0), the weights from one normal
+    draw (`ops.init_from_rules`), as `stylegan2.init` does for G."""
     x = jax.ShapeDtypeStruct((4, 3, disc.resolution, disc.resolution), jnp.float32)
     shapes = jax.eval_shape(lambda k, x: disc.init(k, x)["params"], key, x)
-    flat, treedef = jax.tree_util.tree_flatten_with_path(shapes)
-    normal = [str(getattr(path[-1], "key", path[-1])) == "weight" for path, _ in flat]
-    sizes = [int(np.prod(leaf.shape)) if n else 0 for (_, leaf), n in zip(flat, normal)]
-    draws = np.asarray(jax.random.normal(key, (max(sum(sizes), 1),), jnp.float32))
-    out, off = [], 0
-    for (_, leaf), size in zip(flat, sizes):
-        out.append(jnp.asarray(draws[off:off + size].reshape(leaf.shape)) if size else jnp.zeros(leaf.shape, jnp.float32))
-        off += size
-    return jax.tree_util.tree_unflatten(treedef, out)
+    return ops.init_from_rules(key, shapes, lambda path: ("normal", 1.0) if path[-1] == "weight" else ("const", 0.0))

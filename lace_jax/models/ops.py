@@ -18,7 +18,7 @@ faster than `lhs_dilation` on CPU.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -351,3 +351,22 @@ def lerp(start: jax.Array, end: jax.Array, weight: jax.Array | float) -> jax.Arr
     weight = jnp.asarray(weight, jnp.result_type(start, end))
     diff = end - start
     return jnp.where(weight < 0.5, start + weight * diff, end - diff * (1 - weight))
+
+
+def init_from_rules(key: jax.Array, shapes, rule: Callable[[tuple[str, ...]], tuple[str, float]]):
+    """Variables for a tree of `jax.ShapeDtypeStruct`s: `rule(path names)` gives `("normal", std)` or
+    `("const", value)`. All normal leaves come from ONE `jax.random.normal(key, [total])` draw split in tree order:
+    a Flax `init` compiles one threefry kernel per parameter (and runs the forward pass op by op), which is slow
+    on CPU; one draw compiles one kernel."""
+    flat, treedef = jax.tree_util.tree_flatten_with_path(shapes)
+    rules = [rule(tuple(str(getattr(k, "key", k)) for k in path)) for path, _ in flat]
+    sizes = [int(np.prod(leaf.shape)) if kind == "normal" else 0 for (_, leaf), (kind, _) in zip(flat, rules)]
+    draws = np.asarray(jax.random.normal(key, (max(sum(sizes), 1),), jnp.float32))
+    out, off = [], 0
+    for (_, leaf), (kind, val), n in zip(flat, rules, sizes):
+        if kind == "normal":
+            out.append(jnp.asarray(draws[off:off + n].reshape(leaf.shape) * np.float32(val)))
+            off += n
+        else:
+            out.append(jnp.full(leaf.shape, val, jnp.float32))
+    return jax.tree_util.tree_unflatten(treedef, out)

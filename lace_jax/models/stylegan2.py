@@ -455,29 +455,11 @@ def init_rule(path: Sequence[str], config: StyleGAN2Config) -> tuple[str, float]
     raise ValueError(f"init_rule: unknown variable {'/'.join(path)}")
 
 
-def _path_names(path) -> tuple[str, ...]:
-    return tuple(str(getattr(k, "key", k)) for k in path)
-
-
 def init(config: StyleGAN2Config, key: jax.Array) -> dict:
     """Random variables `{"params", "buffers"}` with upstream's init (weights N(0,1), mapping weights N(0,1)/lr,
-    biases 0, affine biases 1, noise strengths 0, const and noise_const N(0,1), w_avg 0; see `init_rule`).
-
-    All random leaves come from ONE `jax.random.normal(key, [total])` draw split in tree order: a Flax `init`
-    compiles one threefry kernel per parameter, which is slow on CPU; one draw compiles one."""
-    shapes = variable_shapes(config)
-    flat, treedef = jax.tree_util.tree_flatten_with_path(shapes)
-    rules = [init_rule(_path_names(p), config) for p, _ in flat]
-    sizes = [int(np.prod(leaf.shape)) if r[0] == "normal" else 0 for (_, leaf), r in zip(flat, rules)]
-    draws = np.asarray(jax.random.normal(key, (max(sum(sizes), 1),), jnp.float32))
-    out, off = [], 0
-    for (_, leaf), (kind, val), n in zip(flat, rules, sizes):
-        if kind == "normal":
-            out.append(jnp.asarray(draws[off:off + n].reshape(leaf.shape) * np.float32(val)))
-            off += n
-        else:
-            out.append(jnp.full(leaf.shape, val, jnp.float32))
-    return jax.tree_util.tree_unflatten(treedef, out)
+    biases 0, affine biases 1, noise strengths 0, const and noise_const N(0,1), w_avg 0; see `init_rule`), all
+    normal leaves from one draw (`ops.init_from_rules`)."""
+    return ops.init_from_rules(key, variable_shapes(config), lambda path: init_rule(path, config))
 
 
 def flax_init(config: StyleGAN2Config, key: jax.Array) -> dict:

@@ -15,7 +15,6 @@ from lace_jax.data import shapes
 from lace_jax.runs.images import make_grid, save_png
 from lace_jax.models import stylegan2 as sg
 from lace_jax.models import discriminator
-from lace_jax.models.discriminator import Discriminator
 from lace_jax.training import gan, loop
 
 
@@ -80,7 +79,7 @@ def build(config: dict):
     if config.get("init_from"):          # continue a trained generator (fresh D and optimiser states)
         g_vars = initial_generator(config["init_from"], g_cfg)
     buffers = g_vars["buffers"]          # noise_const and w_avg: fixed during training (ψ = 1, random noise)
-    disc = Discriminator(int(config["resolution"]), tuple(config["d_channels"]))
+    disc = discriminator.Discriminator(int(config["resolution"]), tuple(config["d_channels"]))
     d_params = discriminator.init(disc, k_d)
 
     def g_apply(params, z, key):
