@@ -28,8 +28,9 @@ blurred by σ = 2 px (the control: how much two-toning alone rescues a blob). If
 outlines are right and only their edges are soft; if not, the outlines themselves are wrong. Writes `--out`
 (rows of 16: samples, then their two-tone versions).
 `mapping`: how far each mapping layer of a GAN run moved from its initial weights (relative Frobenius change of
-the effective weight; that initial value does not depend on the multiplier), which ada's lr multiplier 0.01 keeps small (`experiments/gan_surgery.py mapping_lr` makes a
-copy of a run that trains it with another multiplier).
+the effective weight; that initial value does not depend on the multiplier), which ada's lr multiplier 0.01
+keeps small (`experiments/gan_surgery.py mapping_lr` makes a copy of a run that trains it with another
+multiplier).
 """
 from __future__ import annotations
 
@@ -151,7 +152,8 @@ def invert(source: str, num: int, steps: int, out: str, space: str) -> dict:
     rows = [x for i in range(0, num, 16) for x in (np.asarray(real)[i:i + 16], rec[i:i + 16])]
     save_png(out, make_grid(np.concatenate(rows), ncols=16))
     return {"source": Path(source).name, "space": space, "num": num, "steps": steps, "mse_by_step": hist,
-            "realistic": round(float(np.mean(verdict.realistic)), 3), "realistic_right_shape": round(float(right.mean()), 3),
+            "realistic": round(float(np.mean(verdict.realistic)), 3),
+            "realistic_right_shape": round(float(right.mean()), 3),
             "per_shape": per_shape, "tau": fit_judge.TAU, "image": Path(out).name}
 
 
@@ -164,7 +166,8 @@ def psi(source: str, num: int) -> dict:
         rows[name] = {"realistic": round(float(real.mean()), 3),
                       "realistic_by_shape": {s: round(float((real & (best == k)).mean()), 3)
                                              for k, s in enumerate(shapes.SHAPES)},
-                      "best_fit_shapes_all": {s: round(float((best == k).mean()), 3) for k, s in enumerate(shapes.SHAPES)}}
+                      "best_fit_shapes_all": {s: round(float((best == k).mean()), 3)
+                                              for k, s in enumerate(shapes.SHAPES)}}
         print(name, json.dumps(rows[name]), flush=True)
 
     sources = {"EMA G": _generator(source)}
@@ -213,10 +216,10 @@ def twotone(source: str, num: int, out: str) -> dict:
     real, factors = shapes.sample(jax.random.PRNGKey(7), num)
     real, true = np.asarray(real), np.asarray(factors.shape)
     blob = fit_judge.gaussian_blur(real, 2.0)
-    rows = {}
-    for name, x, labels in (("real renders", real, true), ("real blurred sigma=2", blob, true),
-                            ("samples", fake, None)):
-        for tone, imgs in (("as drawn", x), ("two-tone", two_tone(x))):
+    rows, toned = {}, two_tone(fake)
+    for name, x, x2, labels in (("real renders", real, two_tone(real), true),
+                                ("real blurred sigma=2", blob, two_tone(blob), true), ("samples", fake, toned, None)):
+        for tone, imgs in (("as drawn", x), ("two-tone", x2)):
             r = fit_judge.judge(imgs)
             ok, best = np.asarray(r.realistic), np.asarray(r.shape)
             row = {"realistic": round(float(ok.mean()), 3),
@@ -227,7 +230,6 @@ def twotone(source: str, num: int, out: str) -> dict:
                 row["realistic_right_shape"] = round(float((ok & (best == labels)).mean()), 3)
             rows[f"{name}, {tone}"] = row
             print(f"{name}, {tone}", json.dumps(row), flush=True)
-    toned = two_tone(fake[:32])
     save_png(out, make_grid(np.concatenate([fake[:16], toned[:16], fake[16:32], toned[16:32]]), ncols=16))
     return {"source": Path(source).name, "num": num, "z_seed": 31, "tau": fit_judge.TAU, "rows": rows,
             "image": Path(out).name}
@@ -246,9 +248,9 @@ def mapping(workdir: str) -> dict:
     step = cfg.pop("trained_steps")
     init = _effective_mapping(g_cfg, template["g"])      # build() initialises G from the run's seed, as train.py
     now = _effective_mapping(g_cfg, state["g"])
+    moved = {k: round(float(np.linalg.norm(now[k] - init[k]) / np.linalg.norm(init[k])), 4) for k in sorted(now)}
     result = {"workdir": Path(workdir).name, "steps": step, "lr_multiplier": g_cfg.lr_multiplier,
-              "relative_change_from_init": {k: round(float(np.linalg.norm(now[k] - init[k]) / np.linalg.norm(init[k])), 4)
-                                            for k in sorted(now)}}
+              "relative_change_from_init": moved}
     if cfg.get("init_from"):
         result["note"] = "this run started from init_from, so 'init' is not its start"
     return result

@@ -89,7 +89,8 @@ def test_init_is_the_modules_initialisers_from_one_draw():
     params = init(d, jax.random.PRNGKey(1))
     declared = jax.eval_shape(lambda k: d.init(k, jnp.zeros((4, 3, 32, 32)))["params"], jax.random.PRNGKey(1))
     assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(declared)
-    assert [p.shape for p in jax.tree_util.tree_leaves(params)] == [p.shape for p in jax.tree_util.tree_leaves(declared)]
+    shapes = lambda tree: [p.shape for p in jax.tree_util.tree_leaves(tree)]  # noqa: E731
+    assert shapes(params) == shapes(declared)
     weights = np.concatenate([np.ravel(layer["weight"]) for layer in params.values()])
     assert weights.size > 20000 and abs(weights.mean()) < 0.03 and abs(weights.std() - 1) < 0.03   # N(0, 1)
     assert all(np.all(np.asarray(layer["bias"]) == 0) for layer in params.values() if "bias" in layer)
