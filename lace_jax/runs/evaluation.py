@@ -314,13 +314,21 @@ def edit_metrics(world: Any, z_start: np.ndarray, steps: Sequence[Any], *, tol: 
 def sweep_row_metrics(world: Any, row: Mapping[str, Any], z: np.ndarray, success: np.ndarray, z0: np.ndarray,
                       *, real_features: Optional[np.ndarray] = None, features: Features = None,
                       tol: float = 0.1, real_labels: Optional[Mapping[str, np.ndarray]] = None) -> dict:
-    """Judge metrics for one sweep row (`sweeps.run_sweep(..., extra_metrics=...)` calls this)."""
+    """Judge metrics for one sweep row (`sweeps.run_sweep(..., extra_metrics=...)` calls this): the image
+    judge's accuracy and unconditional rate, with a fit judge also its accuracy (`fit_satisfied`), unconditional
+    rate and realistic fractions, and the Fréchet distances."""
     expr = row["setting"]["expr"]
-    labels, feats = workflow.judge(world, workflow.render(world, z), features=features)
+    images, base_images = workflow.render(world, z), workflow.render(world, z0)
+    labels, feats = workflow.judge(world, images, features=features)
     sat, _ = judge_satisfied(expr, world.attributes, labels, tol)
-    base_labels, _ = workflow.judge(world, workflow.render(world, z0), features=features)
+    base_labels, _ = workflow.judge(world, base_images, features=features)
     base, _ = judge_satisfied(expr, world.attributes, base_labels, tol)
     out = {"judge_accuracy": float(np.mean(sat & success)), "judge_base_rate": float(np.mean(base))}
+    if world.fit_judge is not None:
+        fit_sat, realistic = fit_satisfied(world, expr, images, success, tol)
+        base_fit, base_realistic = fit_satisfied(world, expr, base_images, np.ones(len(z0), bool), tol)
+        out.update(fit_accuracy=float(np.mean(fit_sat)), fit_base_rate=float(np.mean(base_fit)),
+                   realistic=float(np.mean(realistic)), base_realistic=float(np.mean(base_realistic)))
     if real_features is not None:
         out["fd"] = fd(feats[success], real_features)
         if real_labels is not None:
@@ -341,7 +349,8 @@ def flat_sweep_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict]:
     for r in rows:
         m = r["metrics"]
         flat = {k: v for k, v in r["setting"].items()}
-        for k in ("judge_accuracy", "judge_base_rate", "fd_matched", "fd"):
+        for k in ("judge_accuracy", "judge_base_rate", "fit_accuracy", "fit_base_rate", "realistic", "fd_matched",
+                  "fd"):
             if k in m:
                 flat[k] = m[k]
         flat["classifier_accuracy"] = m.get("accuracy")
@@ -493,7 +502,10 @@ def run(config: Mapping[str, Any], request: Any, *, num_real: int = 2000, use_fd
                 world, row, z, ok, z0, real_features=real, real_labels=real_labels, tol=tol),
             progress=lambda r: say(f"{r['setting'].get('label', '')} {r['setting']['expr']!r}: judge accuracy "
                                    f"{r['metrics']['judge_accuracy']:.3f} (base {r['metrics']['judge_base_rate']:.3f}) "
-                                   f"nfe {r['nfe']} time {r['time_s']:.2f}s"))
+                                   + (f"fit judge {r['metrics']['fit_accuracy']:.3f} (base "
+                                      f"{r['metrics']['fit_base_rate']:.3f}, realistic {r['metrics']['realistic']:.3f}) "
+                                      if "fit_accuracy" in r["metrics"] else "")
+                                   + f"nfe {r['nfe']} time {r['time_s']:.2f}s"))
         record.update(sweep=request.sweep, sweep_config=sweep_cfg, rows=rows)
         return record, markdown(flat_sweep_rows(rows))
     if edits:

@@ -43,6 +43,10 @@ def test_sweep_writes_table(tmp_path, tmp_path_factory):
     assert len(rows) == 3 and all("judge_accuracy" in r["metrics"] and "fd" in r["metrics"] for r in rows)
     assert rows[1]["nfe"] >= rows[0]["nfe"]          # tighter tolerance, more evaluations
     assert "judge_accuracy" in (out / "results.md").read_text()
+    for r in rows:                                   # the fit judge's verdicts beside the CNN judge's
+        m = r["metrics"]
+        assert 0.0 <= m["fit_accuracy"] <= m["realistic"] <= 1.0 and 0.0 <= m["fit_base_rate"] <= 1.0
+    assert "fit_accuracy" in (out / "results.md").read_text()
 
 
 @pytest.mark.parametrize("args,needle", [
