@@ -382,11 +382,28 @@ def judge_summary(attributes: Mapping[str, Any], labels: Mapping[str, np.ndarray
 
 def judge_summaries(world: Any, zs: Sequence[np.ndarray], labels: Sequence[str],
                     success: Sequence[np.ndarray]) -> list[dict]:
-    """Per row: the judge's class frequencies / mean and std of every attribute over the successful samples."""
+    """Per row: the judge's class frequencies / mean and std of every attribute over the successful samples; with
+    a fit judge also `fit_judge`: the fraction of successful samples a render explains (`realistic`), the fraction
+    explained by a render that satisfies the row's expression (`satisfied`; rows whose label is not an expression
+    have none) and the same summary of the fitted renders' labels over the realistic samples."""
     out = []
     for label, z, ok in zip(labels, zs, success):
-        lab, _ = workflow.judge(world, workflow.render(world, z))
-        out.append({"condition": label, **judge_summary(world.attributes, lab, ok)})
+        ok = np.asarray(ok, bool)
+        images = workflow.render(world, z)
+        lab, _ = workflow.judge(world, images)
+        row = {"condition": label, **judge_summary(world.attributes, lab, ok)}
+        if world.fit_judge is not None:
+            fit = world.fit_judge(np.nan_to_num(np.asarray(images, np.float32)))
+            realistic = np.asarray(fit["realistic"], bool) & ok
+            n = max(int(ok.sum()), 1)
+            row["fit_judge"] = {"num": int(ok.sum()), "realistic": round(float(realistic.sum() / n), 4)}
+            try:
+                sat, _ = judge_satisfied(label, world.attributes, fit["labels"])
+                row["fit_judge"]["satisfied"] = round(float((sat & realistic).sum() / n), 4)
+            except ValueError:
+                pass
+            row["fit_judge"].update(judge_summary(world.attributes, fit["labels"], realistic))
+        out.append(row)
     return out
 
 

@@ -109,6 +109,14 @@ def run(config: Mapping[str, Any], request: rq.Request,
             arrays["images"][~success] = 0
         if world.judge is not None:
             record["judge_summary"] = evaluation.judge_summaries(world, zs, labels, success)
+            for row in record["judge_summary"]:
+                fit = row.get("fit_judge")
+                if fit is not None:
+                    n = fit["num"]
+                    shown = (f"{round(fit['satisfied'] * n)}/{n} samples are a render that satisfies it, "
+                             if "satisfied" in fit else "")
+                    say(f"fit judge, {row['condition']!r}: {shown}{round(fit['realistic'] * n)}/{n} a render of any "
+                        "shape (docs/fit_judge.md)")
     elif world.name == "toy2d":
         grid, pngs = _toy2d_pictures(world, ([world.expr] + edits) if edits else labels, labels, zs, success,
                                      sampler)

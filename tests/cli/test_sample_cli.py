@@ -54,6 +54,10 @@ def test_default_run_on_the_shipped_model(tmp_path):
                                                          "shape=star"]
     assert len(record["conditions"][0]["stats"]["nfe"]) == 4 and min(record["conditions"][0]["stats"]["nfe"]) > 6
     assert set(record["judge_summary"][0]["shape"]) == {"square", "circle", "triangle", "star"}
+    for row in record["judge_summary"]:              # the fit judge's verdict on every row, also printed
+        fit = row["fit_judge"]
+        assert fit["num"] == 4 and 0.0 <= fit["satisfied"] <= fit["realistic"] <= 1.0
+    assert "fit judge, 'shape=star': " in proc.stdout
     data = np.load(out / "samples.npz")
     assert data["z"].shape == (4, 4, 64) and data["images"].shape == (4, 4, 32, 32, 3)
     assert data["images"].dtype == np.uint8 and data["success"].all()
