@@ -38,6 +38,17 @@ def _class_rates(world, labels: dict) -> dict:
     return out
 
 
+def _fit_verdicts(world, expr, imgs, fit=None):
+    """(bool[N]: the fit judge explains the image by a render that satisfies `expr`, bool[N]: realistic, the fit
+    judge's output) — `fit` reuses an earlier output for the same images."""
+    fit = world.fit_judge(np.nan_to_num(np.asarray(imgs, np.float32))) if fit is None else fit
+    realistic = np.asarray(fit["realistic"], bool) & np.all(np.isfinite(np.asarray(imgs)), axis=(1, 2, 3))
+    if expr is None:
+        return realistic, realistic, fit
+    sat, _ = evaluation.judge_satisfied(expr, world.attributes, fit["labels"])
+    return sat & realistic, realistic, fit
+
+
 def _judged(world, w_or_z, expr, ref_feats, ref_labels):
     imgs = workflow.render(world, w_or_z)
     labels, feats = workflow.judge(world, imgs)
@@ -48,6 +59,14 @@ def _judged(world, w_or_z, expr, ref_feats, ref_labels):
         row.update({f"sat[{k}]": float(np.mean(v)) for k, v in per_atom.items()})
         row["fd_matched"], row["num_real_matched"] = evaluation.matched_fd(expr, world.attributes, feats,
                                                                            ref_feats, ref_labels)
+    if world.fit_judge is not None:
+        fit_sat, realistic, fit = _fit_verdicts(world, expr, imgs)
+        if expr is not None:
+            row["accuracy_fit"] = float(np.mean(fit_sat))
+        row["realistic"] = float(np.mean(realistic))
+        row["classes_fit"] = {name: {c: round(float(np.mean((np.asarray(fit["labels"][name]) == i) & realistic)), 4)
+                                     for i, c in enumerate(world.attributes[name].classes)}
+                              for name in ("shape",) if name in fit["labels"]}
     row["fd"] = evaluation.fd(feats, ref_feats)
     return row, imgs, labels
 
@@ -92,7 +111,7 @@ def main(argv=None) -> dict:
 
     # ---- unconditional: the GAN's own prior vs the learned w density
     z0 = evaluation.start_latents(world, n, seed)
-    gan_row, _, gan_labels = _judged(world, z0, None, ref_feats, ref_labels)
+    gan_row, gan_imgs, gan_labels = _judged(world, z0, None, ref_feats, ref_labels)
     uncond = [{"sampler": "GAN prior (z ~ N(0, I))", "nfe": 0, **gan_row,
                "classes": _class_rates(world, gan_labels)}]
     w_true = ld.w_samples(world, jax.random.PRNGKey(seed + 2), 4 * n)
@@ -113,7 +132,10 @@ def main(argv=None) -> dict:
     # w = mapping(z), z ~ N(0, I); what a perfect sampler of p(w)·exp(−λ E_c(w)) would score by the judge
     n_is = int(cfg["num_importance"])
     w_is = ld.w_samples(world, jax.random.PRNGKey(seed + 4), n_is)
-    is_labels, _ = workflow.judge(world, workflow.render(wworld, w_is))
+    is_imgs = workflow.render(wworld, w_is)
+    is_labels, _ = workflow.judge(world, is_imgs)
+    is_fit = world.fit_judge(is_imgs) if world.fit_judge is not None else None
+    base_fit = _fit_verdicts(world, None, gan_imgs)[2] if is_fit is not None else None
     energy_fn = jax.jit(lambda e, w: jax.vmap(e)(w))
 
     # ---- conditions
@@ -133,6 +155,10 @@ def main(argv=None) -> dict:
                          "accuracy": float(np.sum(iw * sat_is) / np.sum(iw)),
                          "ess": float(np.sum(iw) ** 2 / np.sum(iw ** 2)), "fd_matched": float("nan"),
                          "acceptance": None, "seconds": 0.0})
+            if is_fit is not None:
+                fit_is, real_is, _ = _fit_verdicts(world, expr, is_imgs, is_fit)
+                rows[-1].update(accuracy_fit=float(np.sum(iw * fit_is) / np.sum(iw)),
+                                realistic=float(np.sum(iw * real_is) / np.sum(iw)))
             log(f"{expr} | exact target λ={weight:g}: accuracy {rows[-1]['accuracy']:.3f} "
                 f"(ESS {rows[-1]['ess']:.0f} of {n_is})")
             target = ld.conditioned(model, cls_energy, stats, weight)
@@ -161,6 +187,11 @@ def main(argv=None) -> dict:
             strip.append((f"ode {tol:g}", imgs[:GRID_SAMPLES]))
             log(f"{expr} | LACE-ODE {tol:g}: accuracy {row['accuracy']:.3f}, NFE {rows[-1]['nfe']:.1f}, "
                 f"{secs:.1f} s")
+        if base_fit is not None:
+            base_rate_fit = float(np.mean(_fit_verdicts(world, expr, gan_imgs, base_fit)[0]))
+            for r in rows:
+                if r["expr"] == expr:
+                    r["base_rate_fit"] = base_rate_fit
         grid = images.make_grid(np.concatenate([s[1] for s in strip]), ncols=GRID_SAMPLES)
         h = grid.shape[0] // len(strip)
         grid = images.label_rows(grid, [s[0] for s in strip], row_height=h, width=90)
@@ -178,23 +209,29 @@ def main(argv=None) -> dict:
 
 def markdown(result: dict) -> str:
     """The two tables: unconditional realism of the learned w density, and conditional accuracy per sampler."""
-    lines = ["| sampler | NFE | FD to real ↓ | shape frequencies | background frequencies | acceptance |",
-             "|---|---|---|---|---|---|"]
+    fmt = lambda d: ", ".join(f"{k} {v:.2f}" for k, v in d.items())  # noqa: E731
+    opt = lambda r, k: "" if r.get(k) is None else f"{r[k]:.3f}"  # noqa: E731
+    lines = ["| sampler | NFE | FD to real ↓ | shape frequencies (CNN judge) | background frequencies | "
+             "realistic (fit judge) | realistic shapes (fit judge) | acceptance |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in result["unconditional"]:
         cls = r.get("classes", {})
-        fmt = lambda d: ", ".join(f"{k} {v:.2f}" for k, v in d.items())  # noqa: E731
         acc = "" if r.get("acceptance") is None else f"{r['acceptance']:.2f}"
         lines.append(f"| {r['sampler']} | {r['nfe']} | {r['fd']:.1f} | {fmt(cls.get('shape', {}))} | "
-                     f"{fmt(cls.get('background', {}))} | {acc} |")
-    lines += ["", "| condition | method | NFE | judge accuracy | unconditional rate | matched FD ↓ | acceptance | s |",
-              "|---|---|---|---|---|---|---|---|"]
+                     f"{fmt(cls.get('background', {}))} | {opt(r, 'realistic')} | "
+                     f"{fmt(r.get('classes_fit', {}).get('shape', {}))} | {acc} |")
+    lines += ["", "| condition | method | NFE | judge accuracy | unconditional rate | fit-judge accuracy | "
+              "unconditional rate (fit) | realistic | matched FD ↓ | acceptance | s |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         acc = "" if r.get("acceptance") is None else f"{r['acceptance']:.2f}"
         if "ess" in r:
             acc = f"ESS {r['ess']:.0f}"
         fdm = "" if not np.isfinite(r["fd_matched"]) else f"{r['fd_matched']:.1f}"
-        lines.append(f"| `{r['expr']}` | {r['method']} | {r['nfe']:.0f} | {r['accuracy']:.3f} | "
-                     f"{r['base_rate']:.3f} | {fdm} | {acc} | {r['seconds']:.1f} |")
+        expr = r["expr"].replace("|", "\\|")
+        lines.append(f"| `{expr}` | {r['method']} | {r['nfe']:.0f} | {r['accuracy']:.3f} | "
+                     f"{r['base_rate']:.3f} | {opt(r, 'accuracy_fit')} | {opt(r, 'base_rate_fit')} | "
+                     f"{opt(r, 'realistic')} | {fdm} | {acc} | {r['seconds']:.1f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -195,3 +195,7 @@ def test_evaluate_cli_runs_the_study_on_a_trained_w_model(trained, tmp_path):
                        "w-diffusion λ=1: mala", "LACE-ODE (z, dopri5 0.01)"]
     assert all(0.0 <= row["accuracy"] <= 1.0 for row in res["rows"]) and (out / "results.md").is_file()
     assert [u["sampler"] for u in res["unconditional"]] == ["GAN prior (z ~ N(0, I))", "w-diffusion reverse"]
+    for row in res["rows"]:                          # the fit judge beside the CNN judge, on every row
+        assert 0.0 <= row["accuracy_fit"] <= row["realistic"] <= 1.0 and 0.0 <= row["base_rate_fit"] <= 1.0
+    assert all(0.0 <= u["realistic"] <= 1.0 for u in res["unconditional"])
+    assert "fit-judge accuracy" in (out / "results.md").read_text()
