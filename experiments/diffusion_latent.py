@@ -42,11 +42,11 @@ def _fit_verdicts(world, expr, imgs, fit=None):
     """(bool[N]: the fit judge explains the image by a render that satisfies `expr`, bool[N]: realistic, the fit
     judge's output) — `fit` reuses an earlier output for the same images."""
     fit = world.fit_judge(np.nan_to_num(np.asarray(imgs, np.float32))) if fit is None else fit
-    realistic = np.asarray(fit["realistic"], bool) & np.all(np.isfinite(np.asarray(imgs)), axis=(1, 2, 3))
+    ok = np.all(np.isfinite(np.asarray(imgs)), axis=(1, 2, 3))
     if expr is None:
+        realistic = np.asarray(fit["realistic"], bool) & ok
         return realistic, realistic, fit
-    sat, _ = evaluation.judge_satisfied(expr, world.attributes, fit["labels"])
-    return sat & realistic, realistic, fit
+    return (*evaluation.fit_satisfied(world, expr, imgs, ok, fit=fit), fit)
 
 
 def _judged(world, w_or_z, expr, ref_feats, ref_labels):

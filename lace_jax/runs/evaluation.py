@@ -134,11 +134,12 @@ def _start_latents(seed, start, num: int, dim: int):
     return jax.vmap(lambda k: jax.random.normal(jax.random.split(k)[0], (dim,), jnp.float32))(keys)
 
 
-def fit_satisfied(world: Any, expr: str, images: np.ndarray, ok: np.ndarray, tol: float = 0.1
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def fit_satisfied(world: Any, expr: str, images: np.ndarray, ok: np.ndarray, tol: float = 0.1,
+                  fit: Optional[Mapping[str, Any]] = None) -> tuple[np.ndarray, np.ndarray]:
     """(bool[N]: the world's fit judge finds a render that explains the image AND that render satisfies `expr`,
-    bool[N]: realistic) for rendered `images` (rows where not `ok`, i.e. failed solves: False)."""
-    out = world.fit_judge(np.nan_to_num(np.asarray(images, np.float32)))
+    bool[N]: realistic) for rendered `images` (rows where not `ok`, i.e. failed solves: False). `fit`: the fit
+    judge's output for these images when the caller has it already."""
+    out = world.fit_judge(np.nan_to_num(np.asarray(images, np.float32))) if fit is None else fit
     sat, _ = judge_satisfied(expr, world.attributes, out["labels"], tol)
     realistic = np.asarray(out["realistic"], bool) & np.asarray(ok, bool)
     return sat & realistic, realistic
@@ -398,8 +399,8 @@ def judge_summaries(world: Any, zs: Sequence[np.ndarray], labels: Sequence[str],
             n = max(int(ok.sum()), 1)
             row["fit_judge"] = {"num": int(ok.sum()), "realistic": round(float(realistic.sum() / n), 4)}
             try:
-                sat, _ = judge_satisfied(label, world.attributes, fit["labels"])
-                row["fit_judge"]["satisfied"] = round(float((sat & realistic).sum() / n), 4)
+                sat, _ = fit_satisfied(world, label, images, ok, fit=fit)
+                row["fit_judge"]["satisfied"] = round(float(sat.sum() / n), 4)
             except ValueError:
                 pass
             row["fit_judge"].update(judge_summary(world.attributes, fit["labels"], realistic))
