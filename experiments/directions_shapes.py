@@ -92,6 +92,19 @@ def lace_frames(world, factor: str, targets, z_eval: np.ndarray, cfg: dict, cach
                "nfe_mean": float(np.mean(nfe)) if nfe else None}
 
 
+def fit_metrics(world, factor: str, targets, imgs: np.ndarray) -> dict:
+    """The fit judge's view of edited frames imgs[N, K, C, H, W] (K targets): the fraction a render explains
+    (`realistic`; failed solves count as not), and on those the mean |fitted factor − target| (`target_mae_fit`)."""
+    n, k = imgs.shape[:2]
+    flat = imgs.reshape((n * k,) + imgs.shape[2:])
+    ok = np.all(np.isfinite(flat), axis=(1, 2, 3))
+    out = world.fit_judge(np.nan_to_num(flat))
+    realistic = np.asarray(out["realistic"], bool) & ok
+    err = np.abs(np.asarray(out["labels"][factor]).reshape(n, k) - np.asarray(targets)[None, :]).reshape(-1)
+    return {"realistic": float(np.mean(realistic)),
+            "target_mae_fit": float(np.mean(err[realistic])) if realistic.any() else float("nan")}
+
+
 def strip(factor: str, targets, start_imgs: np.ndarray, frames: dict, num: int) -> np.ndarray:
     """PNG strip: for each method and each of `num` starts, the start then its frames at every target."""
     rows, labels = [], []
@@ -115,7 +128,8 @@ def model_summary(model_dir) -> dict:
 
     root = Path(model_dir).expanduser() if model_dir else ASSETS
     card = json.loads((root / "model_card.json").read_text())
-    return {"dir": str(root), "gan_steps": card.get("gan_steps"), "date": card.get("date"),
+    shown = root.name if root != ASSETS else "lace_jax/assets/default"     # names no user directory
+    return {"dir": shown, "gan_steps": card.get("gan_steps"), "date": card.get("date"),
             "summary": card.get("summary")}
 
 
@@ -128,8 +142,8 @@ def fmt(x, digits=3):
 def markdown(record: dict) -> str:
     lines = [
         "| factor | method | slope | R² | monotone | Spearman | MAE to target | other factors' std | "
-        "shape/bg changed | FD | reachable (judge units) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "shape/bg changed | FD | reachable (judge units) | realistic (fit judge) | MAE to target, fit judge |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for factor, rows in record["results"].items():
         for m, r in rows.items():
@@ -140,12 +154,16 @@ def markdown(record: dict) -> str:
             lines.append(
                 f"| {factor} | {METHOD_LABELS[m]} | {fmt(resp['slope'], 2)} | {fmt(resp['r2'], 2)} | "
                 f"{fmt(100 * resp['monotone'], 0)} % | {fmt(resp['spearman'], 2)} | {fmt(r['target_mae'])} | "
-                f"{fmt(r['spread_mean'])} | {fmt(100 * r['changed_any'], 0)} % | {fmt(r['fd'], 1)} | {reach_s} |")
+                f"{fmt(r['spread_mean'])} | {fmt(100 * r['changed_any'], 0)} % | {fmt(r['fd'], 1)} | {reach_s} | "
+                f"{fmt(100 * r['realistic'], 0) + ' %' if 'realistic' in r else '–'} | {fmt(r.get('target_mae_fit'))} |")
     base = record["fd_reference"]
     lines += ["", f"Reference: FD of {base['num']} unedited samples to {record['config']['num_real']} real renders "
               f"{base['generated']:.1f}; of {base['num']} real renders to the same real set {base['real']:.1f}. "
-              f"Other factors' std: x, y, size, hue except the edited one (rotation is in the JSON; it is undefined "
-              f"for circles). For scale, their std over independent samples (a uniform factor: 0.29): "
+              + (f"Realistic by the fit judge (a render explains the image within τ): "
+                 f"{100 * base['start_realistic']:.0f} % of the unedited starts; its MAE is over the realistic "
+                 f"frames only. " if "start_realistic" in base else "")
+              + "Other factors' std: x, y, size, hue except the edited one (rotation is in the JSON; it is undefined "
+              "for circles). For scale, their std over independent samples (a uniform factor: 0.29): "
               + ", ".join(f"{k} {v:.3f}" for k, v in record["population_std"].items()) + "."]
     lines += ["", "Cosine between directions found by the three label-free methods:", "",
               "| factor | Fourier·MSE | Fourier·walk | MSE·walk |", "|---|---|---|---|"]
@@ -188,6 +206,8 @@ def main(argv=None) -> dict:
     fd_reference = {"num": n_ref, "generated": frechet_distance(gen_feats, real_feats),
                     "real": frechet_distance(real2_feats, real_feats)}
     population_std = {f: float(np.std(v)) for f, v in gen_labels.items() if np.issubdtype(v.dtype, np.floating)}
+    if world.fit_judge is not None:
+        fd_reference["start_realistic"] = float(np.mean(world.fit_judge(start_imgs)["realistic"]))
     timings["reference"] = time.time() - t0
     print(f"reference FD: generated {fd_reference['generated']:.2f}, real {fd_reference['real']:.2f}", flush=True)
 
@@ -219,6 +239,8 @@ def main(argv=None) -> dict:
             ok = np.all(np.isfinite(feats), axis=1)
             r["fd"] = frechet_distance(feats[ok], real_feats) if ok.sum() > 2 else float("nan")
             r["latent_move_median"] = float(np.nanmedian(np.linalg.norm(zf - z_eval[:, None], axis=-1)))
+            if world.fit_judge is not None:
+                r.update(fit_metrics(world, factor, targets, imgs))
             if m in ("fourier", "mse"):
                 lo, hi = dirs.factor_range(found[m])
                 r["reachable"] = [float(np.clip(ev.shapes_value(factor, float(lo)), -9, 9)),
@@ -228,7 +250,7 @@ def main(argv=None) -> dict:
             resp = r["response"]
             print(f"{factor:5s} {m:8s} slope {resp['slope']:.2f} R2 {resp['r2']:.2f} mono {resp['monotone']:.2f} "
                   f"mae {r['target_mae']:.3f} spread {r['spread_mean']:.3f} changed {r['changed_any']:.2f} "
-                  f"FD {r['fd']:.1f}", flush=True)
+                  f"FD {r['fd']:.1f} realistic {r.get('realistic', float('nan')):.2f}", flush=True)
         timings[f"evaluate_{factor}"] = time.time() - t0
         results[factor] = rows
         diagnostics[factor] = diag
