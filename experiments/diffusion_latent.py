@@ -50,7 +50,9 @@ def _fit_verdicts(world, expr, imgs, fit=None):
 
 
 def _judged(world, w_or_z, expr, ref_feats, ref_labels):
+    """(row of metrics by both judges, images, CNN-judge labels, the fit judge's output or None)."""
     imgs = workflow.render(world, w_or_z)
+    fit = None
     labels, feats = workflow.judge(world, imgs)
     row = {}
     if expr is not None:
@@ -68,7 +70,7 @@ def _judged(world, w_or_z, expr, ref_feats, ref_labels):
                                      for i, c in enumerate(world.attributes[name].classes)}
                               for name in ("shape",) if name in fit["labels"]}
     row["fd"] = evaluation.fd(feats, ref_feats)
-    return row, imgs, labels
+    return row, imgs, labels, fit
 
 
 def _sampler_kwargs(spec: dict, schedule) -> dict:
@@ -111,7 +113,7 @@ def main(argv=None) -> dict:
 
     # ---- unconditional: the GAN's own prior vs the learned w density
     z0 = evaluation.start_latents(world, n, seed)
-    gan_row, gan_imgs, gan_labels = _judged(world, z0, None, ref_feats, ref_labels)
+    gan_row, gan_imgs, gan_labels, base_fit = _judged(world, z0, None, ref_feats, ref_labels)
     uncond = [{"sampler": "GAN prior (z ~ N(0, I))", "nfe": 0, **gan_row,
                "classes": _class_rates(world, gan_labels)}]
     w_true = ld.w_samples(world, jax.random.PRNGKey(seed + 2), 4 * n)
@@ -120,7 +122,7 @@ def main(argv=None) -> dict:
     for name in [s for s in ("reverse", "pf_ode", "hmc") if s in cfg["samplers"]]:
         res = ld.sample_w(prior, model, stats, jax.random.PRNGKey(seed + 3), n, method=name,
                           **({} if name != "hmc" else _sampler_kwargs(cfg["samplers"][name], model.schedule)))
-        row, _, lab = _judged(wworld, res.w, None, ref_feats, ref_labels)
+        row, _, lab, _ = _judged(wworld, res.w, None, ref_feats, ref_labels)
         x = np.asarray(stats.to_x(res.w))
         uncond.append({"sampler": f"w-diffusion {name}", "nfe": res.nfe, **row, "acceptance": res.acceptance,
                        "seconds": res.seconds, "classes": _class_rates(wworld, lab),
@@ -135,7 +137,6 @@ def main(argv=None) -> dict:
     is_imgs = workflow.render(wworld, w_is)
     is_labels, _ = workflow.judge(world, is_imgs)
     is_fit = world.fit_judge(is_imgs) if world.fit_judge is not None else None
-    base_fit = _fit_verdicts(world, None, gan_imgs)[2] if is_fit is not None else None
     energy_fn = jax.jit(lambda e, w: jax.vmap(e)(w))
 
     # ---- conditions
@@ -166,7 +167,7 @@ def main(argv=None) -> dict:
                 kw = {} if name in ("reverse", "pf_ode") else _sampler_kwargs(spec, model.schedule)
                 res = ld.sample_w(target, model, stats, jax.random.fold_in(jax.random.PRNGKey(seed + 10), ci), n,
                                   method=name, **kw)
-                row, imgs, _ = _judged(wworld, res.w, expr, ref_feats, ref_labels)
+                row, imgs, _, _ = _judged(wworld, res.w, expr, ref_feats, ref_labels)
                 rows.append({"expr": expr, "method": f"w-diffusion λ={weight:g}: {name}", "weight": weight,
                              "nfe": res.nfe, "base_rate": float(np.mean(base)), **row, "acceptance": res.acceptance,
                              "seconds": res.seconds, "num_failed": int((~np.all(np.isfinite(res.w), 1)).sum())})
@@ -180,7 +181,7 @@ def main(argv=None) -> dict:
                                           cache=cache)
             secs = time.time() - t0
             ok = np.asarray(r.success)
-            row, imgs, _ = _judged(world, np.asarray(r.z)[ok], expr, ref_feats, ref_labels)
+            row, imgs, _, _ = _judged(world, np.asarray(r.z)[ok], expr, ref_feats, ref_labels)
             rows.append({"expr": expr, "method": f"LACE-ODE (z, dopri5 {tol:g})", "weight": 1.0,
                          "nfe": float(np.mean(np.asarray(r.stats["nfe"])[ok])), "base_rate": float(np.mean(base)),
                          **row, "acceptance": None, "seconds": secs, "num_failed": int((~ok).sum())})
